@@ -54,7 +54,8 @@ class LayerRow:
     weight_bytes: int
     """Bytes of the constants it reads that no earlier op read (so the column sums to the model's weights)."""
     live_bytes: int
-    """Arena bytes live while it runs (from the memory plan)."""
+    """Arena bytes it needs while it runs: the buffers live then, less what its result may share with an operand
+    dying at it (from the memory plan; the largest value is the plan's lower bound)."""
     scratch_bytes: int
     """Kernel scratch outside the arena (0: the current kernels use none)."""
     peak: bool

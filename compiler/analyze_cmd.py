@@ -17,7 +17,8 @@ from typing import Any
 
 from compiler.analysis import LayerRow, layer_table
 from compiler.errors import MccError
-from compiler.memory import MemoryPlan, plan_memory
+from compiler.memory import MemoryPlan, plan_from_ir
+from compiler.passmanager import PassManager, parse_pipeline
 from compiler.targets import Target, get_target
 
 HOST_LIMIT = 1 << 40
@@ -74,7 +75,9 @@ def analyze(path: Path, *, target: str = "cortex-m7", sram: int | None = None, f
     tgt = get_target(target, sram=sram, flash=flash)
     prepared = prepare_model(path, opt_level=opt_level, target=tgt.name, calibration=calibration)
     graph = prepared.graph
-    plan = plan_memory(graph)
+    if graph.arena_bytes is None:
+        PassManager(parse_pipeline("plan-memory")).run(graph)
+    plan = plan_from_ir(graph)
     rows = layer_table(graph, plan)
     weights = sum(r.weight_bytes for r in rows)
     try:

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from compiler import __version__
-from compiler.analysis import op_macs
+from compiler.analysis import layer_table, op_macs
 from compiler.errors import DoesNotFitError, MccError, UnsupportedOpError
 from compiler.ir import DType, Graph, Value
-from compiler.memory import plan_memory
+from compiler.memory import plan_from_ir
 from compiler.passmanager import PassContext, PassManager, parse_pipeline
 from compiler.pipelines import opt_pipeline
 from compiler.targets import Target, get_target
@@ -114,6 +114,7 @@ def split_io(graph: Graph, model: LoadedModel) -> tuple[list[IOSpec], list[IOSpe
     """
     from backends.c.lower import c_identifier
 
+    n_ops = len(graph.ops)
     used: set[str] = set()
     ins: list[IOSpec] = []
     for i, v in enumerate(list(graph.inputs)):
@@ -146,6 +147,8 @@ def split_io(graph: Graph, model: LoadedModel) -> tuple[list[IOSpec], list[IOSpe
                 v = src
         outs.append(_spec(v, c_identifier(str(v.name), used_out), model.output_shapes[i], model_dtype,
                           model.output_perms[i], None))
+    if len(graph.ops) != n_ops:
+        graph.clear_memory_plan()  # the edges changed: a plan made before no longer applies
     return ins, outs
 
 
@@ -177,7 +180,10 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
     from backends.c.lower import lower
 
     check_integer(graph)
-    plan = plan_memory(graph)
+    if graph.arena_bytes is None:
+        PassManager(parse_pipeline("plan-memory")).run(graph)
+        pipeline = ",".join(p for p in (pipeline, "plan-memory") if p)
+    plan = plan_from_ir(graph)
     program = lower(graph, plan, name)
     weights_bytes = sum(a.array.nbytes for a in program.weights)
     tables_bytes = sum(a.array.nbytes for a in program.tables)
@@ -200,10 +206,9 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
         "weights_bytes": weights_bytes,
         "inputs": [asdict(s) for s in ins],
         "outputs": [asdict(s) for s in outs],
-        "layers": [
-            {"name": str(op.results[0].name), "op": op.kind, "macs": op_macs(op), "live_bytes": plan.live_bytes[i]}
-            for i, op in enumerate(graph.ops) if op.kind != "const"
-        ],
+        "lower_bound_bytes": plan.lower_bound,
+        "shared_bytes": plan.shared_bytes(),
+        "layers": [{**asdict(r), "shape": list(r.shape)} for r in layer_table(graph, plan)],
     }
     if report["peak_sram_bytes"] > target.sram_bytes or report["flash_bytes"] > target.flash_bytes:
         peak_op = graph.ops[peak_index] if graph.ops else None

@@ -214,7 +214,7 @@ class Use:
 class Value:
     """An SSA value: a graph input or an op result. Compared by identity."""
 
-    __slots__ = ("index", "name", "producer", "type", "uses")
+    __slots__ = ("index", "name", "offset", "producer", "type", "uses")
 
     def __init__(self, type: TensorType, name: str | None = None, producer: Op | None = None,
                  index: int = 0) -> None:
@@ -223,6 +223,8 @@ class Value:
         self.producer = producer
         self.index = index
         self.uses: list[Use] = []
+        self.offset: int | None = None
+        """Byte offset in the arena once the graph carries a memory plan (``plan-memory``), else None."""
 
     def __repr__(self) -> str:
         return f"Value(%{self.name}, {self.type.shape}, {self.type.dtype.value})"
@@ -314,6 +316,8 @@ class Graph:
         self.inputs: list[Value] = list(inputs)
         self.outputs: list[Value] = list(outputs)
         self.ops: list[Op] = []
+        self.arena_bytes: int | None = None
+        """Arena size of the memory plan the values' offsets belong to; None while the graph is unplanned."""
 
     # -- construction --------------------------------------------------------------------------------------
     def add_input(self, type: TensorType, name: str | None = None) -> Value:
@@ -398,17 +402,29 @@ class Graph:
     def clone(self) -> Graph:
         """A deep copy: new values and ops with the same names, types and (immutable) attributes."""
         g = Graph(self.name)
+        g.arena_bytes = self.arena_bytes
         mapping: dict[int, Value] = {}
         for v in self.inputs:
             mapping[id(v)] = g.add_input(v.type, v.name)
+            mapping[id(v)].offset = v.offset
         for op in self.ops:
             new = Op(op.kind, [mapping[id(v)] for v in op.operands], [r.type for r in op.results],
                      dict(op.attrs), [r.name for r in op.results])
             g.append(new)
             for old_r, new_r in zip(op.results, new.results, strict=True):
                 mapping[id(old_r)] = new_r
+                new_r.offset = old_r.offset
         g.outputs = [mapping[id(v)] for v in self.outputs]
         return g
+
+    def clear_memory_plan(self) -> None:
+        """Drop the memory plan (arena size and every value's offset)."""
+        self.arena_bytes = None
+        for v in self.inputs:
+            v.offset = None
+        for op in self.ops:
+            for r in op.results:
+                r.offset = None
 
     def __repr__(self) -> str:
         return f"Graph(@{self.name}, {len(self.inputs)} inputs, {len(self.ops)} ops)"

@@ -23,11 +23,12 @@ This is the analysis the C backend prints, ``report.json`` reports and ``mcc ana
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from compiler.ir import Graph, Op, Value
 from compiler.opdef import get_opdef
+from compiler.overlap import overlap_distance, pairwise_saving
 
 ALIAS_KINDS = frozenset({"nn.reshape", "nn.flatten", "nn.identity"})
 """Ops whose result is the operand's bytes under another shape."""
@@ -65,6 +66,17 @@ class MemoryPlan:
     """The most bytes live at any one moment (inputs before the first op included): no placement does better."""
     placement: str = ""
     """Which placement heuristic produced the offsets (``exact`` when proven optimal)."""
+    overlaps: tuple[tuple[Value, Value, int], ...] = ()
+    """(result, operand, D) for every result allowed to overlap an operand dying at its op (see
+    :mod:`compiler.overlap`): the result may start ``D`` bytes below the operand, or anywhere not overlapping."""
+
+    def shared_bytes(self) -> int:
+        """Bytes of the arena that two buffers use in turn within one op (result written over its dying operand)."""
+        total = 0
+        for r, x, _ in self.overlaps:
+            ro, xo = self.offsets[r], self.offsets[x]
+            total += max(0, min(ro + align(r.type.nbytes), xo + align(x.type.nbytes)) - max(ro, xo))
+        return total
 
     @property
     def gap_bytes(self) -> int:
@@ -130,8 +142,58 @@ def _spans(graph: Graph) -> list[_Span]:
     return spans
 
 
-def _live(spans: Sequence[_Span], n_ops: int) -> tuple[tuple[int, ...], int]:
-    """Aligned bytes live at each op, and the most live at any moment from -1 (inputs copied in) to ``n_ops``."""
+def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]) -> dict[Value, int]:
+    """For each operand buffer (by root) that ``dying`` says ends at ``op``: the distance ``D`` at which ``op``'s
+    result may overlap it (:func:`compiler.overlap.overlap_distance`; the largest when the op reads the buffer
+    through several operands). Empty when the result is an alias or the op declares no access contract."""
+    if len(op.results) != 1 or op.kind in ALIAS_KINDS or root.get(op.result) is not op.result:
+        return {}
+    out: dict[Value, int] = {}
+    refused: set[Value] = set()
+    for k, v in enumerate(op.operands):
+        r = root.get(v)
+        if r is None or r is op.result or not dying(r):
+            continue
+        d = overlap_distance(op, k)
+        if d is None:
+            refused.add(r)
+        else:
+            out[r] = max(d, out.get(r, d))
+    return {r: d for r, d in out.items() if r not in refused}
+
+
+def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], int]:
+    """(result span, operand span) -> D for every legal result-over-dying-operand overlap."""
+    by_root = {s.values[0]: k for k, s in enumerate(spans)}
+    root = buffer_roots(graph)
+    last = len(graph.ops)
+    pairs: dict[tuple[int, int], int] = {}
+    for t, op in enumerate(graph.ops):
+        if op.kind == "const" or not op.results or op.result not in by_root:
+            continue
+        y = by_root[op.result]
+
+        def dying(r: Value, t: int = t) -> bool:
+            s = spans[by_root[r]]
+            return s.end == t and s.end != last
+
+        for r, d in op_overlaps(op, root, dying).items():
+            pairs[(y, by_root[r])] = d
+    return pairs
+
+
+def _savings(spans: Sequence[_Span], pairs: dict[tuple[int, int], int], n_ops: int) -> list[int]:
+    """Bytes the legal overlaps can save at each op (an upper bound on what any placement shares: offsets are
+    multiples of :data:`ALIGNMENT`, so a distance ``D`` is in effect ``D`` rounded up to one)."""
+    saved = [0] * n_ops
+    for (y, x), d in pairs.items():
+        saved[spans[y].start] += pairwise_saving(align(d), align(spans[x].size), align(spans[y].size))
+    return saved
+
+
+def _live(spans: Sequence[_Span], n_ops: int, saved: Sequence[int] = ()) -> tuple[tuple[int, ...], int]:
+    """Aligned bytes live at each op (less what overlaps may save there), and the most live at any moment from
+    -1 (inputs copied in) to ``n_ops``: the lower bound of the arena."""
     delta = [0] * (n_ops + 3)
     for s in spans:
         delta[s.start + 1] += align(s.size)
@@ -140,12 +202,15 @@ def _live(spans: Sequence[_Span], n_ops: int) -> tuple[tuple[int, ...], int]:
     for d in delta[:-1]:
         total += d
         at.append(total)
+    for t, b in enumerate(saved):
+        at[t + 1] -= b
     return tuple(at[1:n_ops + 1]), max(at, default=0)
 
 
 def live_bytes(graph: Graph) -> tuple[int, ...]:
-    """Aligned activation bytes live while each op of ``graph`` runs, in its current op order."""
-    return _live(_spans(graph), len(graph.ops))[0]
+    """Aligned activation bytes each op of ``graph`` needs (legal overlaps taken), in its current op order."""
+    spans = _spans(graph)
+    return _live(spans, len(graph.ops), _savings(spans, _pairs(graph, spans), len(graph.ops)))[0]
 
 
 # -- operator order ----------------------------------------------------------------------------------------------
@@ -164,7 +229,7 @@ class Schedule:
 class _Problem:
     """The graph as bitmask data for the schedule search: ops, dependencies, buffers with their users."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, overlap: bool = True) -> None:
         self.ops = [op for op in graph.ops if op.kind != "const"]
         pos = {op: i for i, op in enumerate(self.ops)}
         root = buffer_roots(graph)
@@ -199,16 +264,22 @@ class _Problem:
             used = {rid[root[v]] for v in op.operands if v in root}
             self.freeable.append(tuple((self.users[k], self.size[k]) for k in sorted(used | set(own))
                                        if not self.pinned[k]))
+        self.overlap: list[tuple[tuple[int, int], ...]] = []  # per op: (users mask, bytes saved) if that buffer dies
+        for op in self.ops:
+            ods = op_overlaps(op, root, lambda r: not self.pinned[rid[r]]) if overlap else {}
+            ysize = align(op.result.type.nbytes) if ods else 0
+            self.overlap.append(tuple((self.users[rid[r]], pairwise_saving(align(d), self.size[rid[r]], ysize))
+                                      for r, d in ods.items()))
         inputs = [rid[v] for v in graph.inputs]
         self.entry = sum(self.size[k] for k in set(inputs))
         self.resident0 = sum(self.size[k] for k in set(inputs) if self.users[k] or self.pinned[k])
 
     def step(self, done: int, resident: int, i: int) -> tuple[int, int, int]:
         """Run op ``i`` after the ops in ``done``: (bytes live during it, new done mask, resident bytes after)."""
-        during = resident + self.new_size[i]
         done2 = done | (1 << i)
+        during = resident + self.new_size[i] - sum(b for users, b in self.overlap[i] if not users & ~done2)
         freed = sum(size for users, size in self.freeable[i] if not users & ~done2)
-        return during, done2, during - freed
+        return during, done2, resident + self.new_size[i] - freed
 
     def peak_of(self, order: Sequence[int]) -> int:
         """Peak of live bytes when the ops run in ``order``."""
@@ -219,15 +290,16 @@ class _Problem:
         return peak
 
 
-def schedule_memory(graph: Graph, *, max_states: int = SCHEDULE_STATES) -> Schedule:
+def schedule_memory(graph: Graph, *, max_states: int = SCHEDULE_STATES, overlap: bool = True) -> Schedule:
     """The valid op order with the smallest peak of live activation bytes (exact within ``max_states``).
 
     Dynamic programme by levels: level k holds, for every set of k ops that can run first, the smallest peak of
     any order of them and the bytes still resident afterwards (a function of the set alone). Expanding a set by
     each ready op gives level k+1. If a level holds more than ``max_states // n`` sets (at least 64) only the best
-    (fewest resident bytes, then lowest peak) are kept and the result is no longer guaranteed optimal.
+    (fewest resident bytes, then lowest peak) are kept and the result is no longer guaranteed optimal. With
+    ``overlap`` an op's bytes are less what its result may share with operands that die at it.
     """
-    p = _Problem(graph)
+    p = _Problem(graph, overlap)
     n = len(p.ops)
     original = p.peak_of(range(n))
     width = max(64, max_states // max(n, 1))
@@ -295,11 +367,16 @@ def apply_schedule(graph: Graph, order: Sequence[Op]) -> None:
 
 # -- placement ---------------------------------------------------------------------------------------------------
 class _Placer:
-    """First-fit placement of aligned intervals in a given order, with precomputed lifetime conflicts."""
+    """First-fit placement of aligned intervals in a given order, with precomputed lifetime conflicts.
 
-    def __init__(self, spans: Sequence[_Span]) -> None:
+    ``partial[(a, b)] = d`` relaxes the conflict of buffers a and b: b may also start at ``offset(a) + d`` or
+    above while overlapping a (a result written over its dying operand, seen from the operand, or the mirror).
+    """
+
+    def __init__(self, spans: Sequence[_Span], partial: dict[tuple[int, int], int] | None = None) -> None:
         self.size = [align(s.size) for s in spans]
         self.spans = spans
+        self.partial = partial or {}
         n = len(spans)
         self.conflicts: list[list[int]] = [[] for _ in range(n)]
         for a in range(n):
@@ -322,12 +399,25 @@ class _Placer:
         return off, top
 
     def _lowest(self, k: int, off: Sequence[int]) -> int:
-        busy = sorted((off[j], off[j] + self.size[j]) for j in self.conflicts[k] if off[j] >= 0)
+        busy = []
+        for j in self.conflicts[k]:
+            if off[j] < 0:
+                continue
+            d = self.partial.get((j, k))
+            if d is not None:  # k may start at off[j] + d or above
+                busy.append((off[j], off[j] + d))
+                continue
+            d = self.partial.get((k, j))
+            if d is not None:  # j may start at off[k] + d or above: k at most off[j] - d
+                busy.append((off[j] - d + self.size[k], off[j] + self.size[j]))
+            else:
+                busy.append((off[j], off[j] + self.size[j]))
+        busy.sort()
         at = 0
         for lo, hi in busy:
             if at + self.size[k] <= lo:
                 break
-            at = max(at, hi)
+            at = max(at, align(hi))
         return at
 
     # candidate orders
@@ -406,8 +496,36 @@ def _breadth_order(spans: Sequence[_Span], n_ops: int) -> list[int]:
     return order
 
 
-def _place(spans: Sequence[_Span], n_ops: int, bound: int) -> tuple[list[int], int, str]:
-    placer = _Placer(spans)
+def _partials(spans: Sequence[_Span], pairs: dict[tuple[int, int], int]) -> tuple[dict[tuple[int, int], int], ...]:
+    """The overlap pairs as placer relaxations, for first-fit upwards and for first-fit in the mirrored arena."""
+    size = [align(s.size) for s in spans]
+    up: dict[tuple[int, int], int] = {}
+    down: dict[tuple[int, int], int] = {}
+    for (y, x), d in pairs.items():
+        d = max(-size[x], min(d, size[y]))
+        up[(y, x)] = d                            # the operand may start d above the result
+        down[(x, y)] = size[x] + d - size[y]      # mirrored: the result may start that far above the operand
+    return up, down
+
+
+def _place(spans: Sequence[_Span], n_ops: int, bound: int,
+           pairs: dict[tuple[int, int], int]) -> tuple[list[int], int, str]:
+    best: tuple[list[int], int, str] | None = None
+    for mirrored, partial in enumerate(_partials(spans, pairs) if pairs else ({},)):
+        off, top, name = _place_with(_Placer(spans, partial), n_ops, bound)
+        if mirrored:  # offsets were measured down from the top of the arena
+            off = [top - o - align(s.size) for o, s in zip(off, spans, strict=True)]
+            name += " (mirrored)"
+        if best is None or top < best[1]:
+            best = (off, top, name)
+        if top <= bound:
+            break
+    assert best is not None
+    return best
+
+
+def _place_with(placer: _Placer, n_ops: int, bound: int) -> tuple[list[int], int, str]:
+    spans = placer.spans
     best_name, best_order, best_off, best_top = "", [0], [0], -1
     for name, order in placer.orders(_breadth_order(spans, n_ops)).items():
         off, top = placer.first_fit(order)
@@ -417,12 +535,14 @@ def _place(spans: Sequence[_Span], n_ops: int, bound: int) -> tuple[list[int], i
         return best_off, best_top, best_name
     n = len(spans)
     if n <= 12:
+        # first-fit over every order is provably optimal only without overlap relaxations
+        exact = "exact" if not placer.partial else "all-orders"
         order2, complete = placer.exact(best_order, bound, best_top, EXACT_PLACEMENT_NODES)
         if order2 is not None:
             best_off, best_top = placer.first_fit(order2)
-            best_order, best_name = order2, "exact"
+            best_order, best_name = order2, exact
         if complete:
-            return best_off, best_top, "exact"
+            return best_off, best_top, exact
     rng = random.Random(0)
     current = list(best_order)
     for _ in range(LOCAL_SEARCH_STEPS):
@@ -439,12 +559,83 @@ def _place(spans: Sequence[_Span], n_ops: int, bound: int) -> tuple[list[int], i
     return best_off, best_top, best_name
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
-    """Lifetimes, aliases and arena offsets for the activations of ``graph`` in its op order."""
+def plan_memory(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
+    """Lifetimes, aliases and arena offsets for the activations of ``graph`` in its op order.
+
+    With ``overlap`` (the default) a result may share bytes with an operand dying at its op where the op's kernels
+    allow it (:mod:`compiler.overlap`); without, no two buffers live at the same moment share a byte.
+    """
     spans = _spans(graph)
-    live, bound = _live(spans, len(graph.ops))
-    offsets_by_span, arena, how = _place(spans, len(graph.ops), bound) if spans else ([], 0, "empty")
+    n_ops = len(graph.ops)
+    pairs = _pairs(graph, spans) if overlap else {}
+    live, bound = _live(spans, n_ops, _savings(spans, pairs, n_ops))
+    offsets_by_span, arena, how = _place(spans, n_ops, bound, pairs) if spans else ([], 0, "empty")
     placed = [Buffer(s.values, s.size, s.start, s.end, o) for s, o in zip(spans, offsets_by_span, strict=True)]
     offsets = {v: b.offset for b in placed for v in b.values}
     placed.sort(key=lambda b: (b.offset, b.start))
-    return MemoryPlan(tuple(placed), offsets, align(arena), live, bound, how)
+    overlaps = tuple((spans[y].values[0], spans[x].values[0], d) for (y, x), d in pairs.items())
+    return MemoryPlan(tuple(placed), offsets, align(arena), live, bound, how, overlaps)
+
+
+# -- the plan in the IR ------------------------------------------------------------------------------------------
+def attach_plan(graph: Graph, plan: MemoryPlan) -> bool:
+    """Write ``plan`` into the IR (every activation's ``offset``, the graph's ``arena_bytes``); True if it changed."""
+    changed = graph.arena_bytes != plan.arena_bytes
+    graph.arena_bytes = plan.arena_bytes
+    for v in [*graph.inputs, *(r for op in graph.ops for r in op.results)]:
+        new = plan.offsets.get(v)
+        changed |= v.offset != new
+        v.offset = new
+    return changed
+
+
+def plan_from_ir(graph: Graph) -> MemoryPlan:
+    """The memory plan the IR carries (``plan-memory``), checked: every activation placed, aligned and inside the
+    arena, aliases at their buffer's offset, constants unplaced, and no two buffers live at the same moment sharing
+    a byte unless a result overlaps an operand dying at its op at a legal distance (:mod:`compiler.overlap`).
+    Raises :class:`~compiler.errors.VerifyError` naming the first value that breaks a rule."""
+    from compiler.errors import VerifyError
+
+    arena = graph.arena_bytes
+    if arena is None:
+        raise VerifyError(f"graph @{graph.name} carries no memory plan; run the plan-memory pass")
+    spans = _spans(graph)
+    root = buffer_roots(graph)
+    for op in graph.ops:
+        for r in op.results:
+            if r not in root and r.offset is not None:
+                raise VerifyError(f"{op.label}: constant %{r.name} cannot have an arena offset")
+    offsets: dict[Value, int] = {}
+    for v, r in root.items():
+        if v.offset is None:
+            raise VerifyError(f"memory plan: %{v.name} has no arena offset (a pass changed the graph after "
+                              "plan-memory? run plan-memory last)")
+        if v.offset % ALIGNMENT or v.offset + v.type.nbytes > arena:
+            raise VerifyError(f"memory plan: %{v.name} at {v.offset} (+{v.type.nbytes} B) is not "
+                              f"{ALIGNMENT}-byte aligned inside the {arena} B arena")
+        if v.offset != r.offset:
+            raise VerifyError(f"memory plan: %{v.name} aliases %{r.name} but is at {v.offset}, not {r.offset}")
+        offsets[v] = v.offset
+    pairs = _pairs(graph, spans)
+    for a in range(len(spans)):
+        for b in range(a + 1, len(spans)):
+            sa, sb = spans[a], spans[b]
+            if sa.end < sb.start or sb.end < sa.start:
+                continue
+            oa, ob = offsets[sa.values[0]], offsets[sb.values[0]]
+            if oa + sa.size <= ob or ob + sb.size <= oa:
+                continue
+            d = pairs.get((a, b))
+            if d is not None and ob - oa >= d:
+                continue
+            d = pairs.get((b, a))
+            if d is not None and oa - ob >= d:
+                continue
+            raise VerifyError(f"memory plan: %{sa.values[0].name} and %{sb.values[0].name} are live together "
+                              "and overlap where no kernel allows it")
+    n_ops = len(graph.ops)
+    live, bound = _live(spans, n_ops, _savings(spans, pairs, n_ops))
+    placed = sorted((Buffer(s.values, s.size, s.start, s.end, offsets[s.values[0]]) for s in spans),
+                    key=lambda b: (b.offset, b.start))
+    overlaps = tuple((spans[y].values[0], spans[x].values[0], d) for (y, x), d in pairs.items())
+    return MemoryPlan(tuple(placed), offsets, arena, live, bound, "from the IR", overlaps)

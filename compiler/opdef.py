@@ -18,6 +18,7 @@ import numpy as np
 
 from compiler.errors import UnsupportedOpError, VerifyError
 from compiler.ir import AttrValue, DenseAttr, DType, Op
+from compiler.overlap import OverlapFn
 
 
 class AttrKind(enum.Enum):
@@ -113,7 +114,8 @@ class OpDef:
     ``operands`` names the operands in order; a trailing ``?`` marks an optional one (only at the end) and a
     trailing ``*`` a variadic tail (one or more). ``reference`` maps input arrays to result arrays with the exact
     semantics the C kernels must reproduce (TFLite integer semantics for quantized tensors). ``pure`` ops may be
-    folded when all operands are constant.
+    folded when all operands are constant. ``overlap`` is the kernels' access contract (:mod:`compiler.overlap`):
+    when given, the memory planner may place the result over an operand that dies at the op.
     """
 
     name: str
@@ -126,6 +128,7 @@ class OpDef:
     verify: VerifyFn | None = None
     macs: MacsFn = _no_macs
     pure: bool = True
+    overlap: OverlapFn | None = None
     attr_specs: dict[str, AttrSpec] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -70,11 +70,13 @@ BUILTIN_PASSES: dict[str, str] = {
     "dce": "passes.dce:DeadCodeElimination",
     "fold-constants": "passes.fold_constants:FoldConstants",
     "fuse-activation": "passes.fuse_activation:FuseActivation",
+    "fold-pad": "passes.fold_pad:FoldPad",
     "fold-qdq": "passes.fold_qdq:FoldQDQ",
     "matmul-to-fc": "passes.matmul_to_fc:MatMulToFC",
     "fold-affine": "passes.fold_affine:FoldAffine",
     "quantize": "passes.quantize:Quantize",
     "schedule-memory": "passes.schedule_memory:ScheduleMemory",
+    "plan-memory": "passes.plan_memory:PlanMemory",
 }
 """Built-in pass names and where their classes live (imported on first use)."""
 
@@ -312,6 +314,8 @@ class PassManager:
             start = time.perf_counter()
             try:
                 changed = bool(p.run(graph, self.ctx))
+                if changed and p.name != "plan-memory" and graph.arena_bytes is not None:
+                    graph.clear_memory_plan()  # offsets are derived data: a changed graph must be planned again
                 if self.verify_each:
                     verify(graph)
             except VerifyError as e:

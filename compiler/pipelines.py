@@ -7,8 +7,8 @@ from compiler.errors import PipelineError
 OPT_PIPELINES: dict[int, str] = {
     0: "",
     1: "canonicalize,fold-constants,dce",
-    2: "canonicalize,fold-constants,dce,fuse-activation,canonicalize,dce",
-    3: "canonicalize,fold-constants,dce,fuse-activation,canonicalize,dce",
+    2: "canonicalize,fold-constants,dce,fuse-activation,fold-pad,canonicalize,dce,schedule-memory",
+    3: "canonicalize,fold-constants,dce,fuse-activation,fold-pad,canonicalize,dce,schedule-memory",
 }
 """Pipeline text for each optimisation level. -O0 only verifies; later levels add passes as they land."""
 

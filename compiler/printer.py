@@ -46,8 +46,9 @@ def print_graph(graph: Graph, *, inline_limit: int = 16, resources: dict[str, np
     """
     names = _Namer(graph)
     dense = _DenseFormatter(inline_limit, resources, resource_min_bytes)
-    params = ", ".join(f"{names.ref(v)}: {format_type(v.type)}" for v in graph.inputs)
-    lines = [f"graph @{_quote_name(graph.name)}({params}) {{"]
+    params = ", ".join(f"{names.ref(v)}: {format_type(v.type)}{_placement([v])}" for v in graph.inputs)
+    arena = f" arena {graph.arena_bytes}" if graph.arena_bytes is not None else ""
+    lines = [f"graph @{_quote_name(graph.name)}({params}){arena} {{"]
     for op in graph.ops:
         lines.append("  " + _format_op(op, names, dense))
     outs = ", ".join(names.ref(v) for v in graph.outputs)
@@ -143,8 +144,15 @@ def _format_op(op: Op, names: _Namer, dense: _DenseFormatter) -> str:
             items.append(f"{_format_key(key)} = {_format_value(op.attrs[key], implied, dense, rkey)}")
         text += " {" + ", ".join(items) + "}"
     if op.results:
-        text += " : " + ", ".join(format_type(r.type) for r in op.results)
+        text += " : " + ", ".join(format_type(r.type) for r in op.results) + _placement(op.results)
     return text
+
+
+def _placement(values: list[Value]) -> str:
+    """`` at OFFSET[, OFFSET…]`` for values placed in the arena (constants and unplanned graphs print nothing)."""
+    if not values or any(v.offset is None for v in values):
+        return ""
+    return " at " + ", ".join(str(v.offset) for v in values)
 
 
 def _format_key(key: str) -> str:

@@ -13,7 +13,8 @@ def verify(graph: Graph) -> None:
     Structural rules: every operand is defined before its use (graph inputs or earlier results), each value is
     defined once, use-lists match operands, outputs are defined. Op rules: a registered kind, the operand count,
     attribute names and kinds, inferred shapes and element types equal to the declared result types, and the
-    kind's own ``verify`` hook.
+    kind's own ``verify`` hook. A memory plan, when the graph carries one, must be complete and legal
+    (:func:`compiler.memory.plan_from_ir`).
     """
     defined: set[int] = set()
     for v in graph.inputs:
@@ -42,6 +43,14 @@ def verify(graph: Graph) -> None:
     for v in graph.outputs:
         if id(v) not in defined:
             raise VerifyError(f"graph @{graph.name}: output %{v.name} is not defined in the graph")
+    if graph.arena_bytes is not None:
+        from compiler.memory import plan_from_ir
+
+        plan_from_ir(graph)  # raises for an incomplete or conflicting plan
+    else:
+        placed = next((v for v in graph.values() if v.offset is not None), None)
+        if placed is not None:
+            raise VerifyError(f"graph @{graph.name}: %{placed.name} has an arena offset but the graph no arena size")
 
 
 def verify_op(op: Op) -> None:

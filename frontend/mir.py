@@ -228,12 +228,18 @@ class _Builder:
         self.graph_loc = _pos(_token(graph_kw))
         graph = Graph(self.unquote(_token(name_tok), 1))
         for child in rest:
+            if child is None:  # no parameters
+                continue
             assert isinstance(child, Tree)
             if child.data == "param":
-                name_t, ttree = child.children
+                name_t, ttree, place_t = child.children
                 name = _token(name_t)
                 v = graph.add_input(self.type(_tree(ttree)), self.define_name(name))
+                self.place([v], _tree(place_t))
                 self.record(v, name)
+            elif child.data == "arena":
+                if child.children and child.children[0] is not None:
+                    graph.arena_bytes = self.offset(_token(child.children[1]))
             elif child.data == "op":
                 self.op(graph, child)
             else:  # ret
@@ -273,8 +279,23 @@ class _Builder:
             raise self.error(f"use of undefined value {tok}", tok)
         return got[0]
 
+    def offset(self, tok: Token) -> int:
+        if not _INT.fullmatch(str(tok)) or int(tok) < 0:
+            raise self.error(f"an arena offset or size must be an integer >= 0, got {tok}", tok)
+        return int(tok)
+
+    def place(self, values: Sequence[Value], tree: Tree) -> None:
+        """Arena offsets after ``at`` (one per value), if given."""
+        toks = [_token(c) for c in tree.children if c is not None][1:]
+        if not toks:
+            return
+        if len(toks) != len(values):
+            raise self.error(f"{_count(len(values), 'value')} but {_count(len(toks), 'arena offset')}", toks[0])
+        for v, tok in zip(values, toks, strict=True):
+            v.offset = self.offset(tok)
+
     def op(self, graph: Graph, tree: Tree) -> None:
-        res_t, kind_t, operands_t, attrs_t, types_t = tree.children
+        res_t, kind_t, operands_t, attrs_t, types_t, place_t = tree.children
         assert isinstance(res_t, Tree) and isinstance(operands_t, Tree)
         assert isinstance(attrs_t, Tree) and isinstance(types_t, Tree)
         kind_tok = _token(kind_t)
@@ -311,6 +332,7 @@ class _Builder:
         self.locations[id(op)] = _pos(start)
         for r, tok in zip(op.results, res_toks, strict=True):
             self.record(r, tok)
+        self.place(op.results, _tree(place_t))
 
     def verify(self, graph: Graph) -> None:
         try:

@@ -156,9 +156,9 @@ def simulated_peak(graph: Graph) -> int:
 
 
 def check_plan(graph: Graph) -> None:
-    """The plan of ``graph`` puts every activation inside the arena, aligned, with alias classes sharing offsets,
-    and no two classes live at the same moment share a byte."""
-    plan = plan_memory(graph)
+    """The plan of ``graph`` without overlaps puts every activation inside the arena, aligned, with alias classes
+    sharing offsets, and no two classes live at the same moment share a byte."""
+    plan = plan_memory(graph, overlap=False)
     classes = alias_classes(graph)
     for v, rep in classes.items():
         assert plan.offset(v) == plan.offset(rep), f"%{v.name} is not at its alias' offset"
@@ -227,7 +227,7 @@ def test_plan_never_overlaps_live_buffers_on_pass_test_graphs(graph):
 @SETTINGS
 @given(graph=chains())
 def test_linear_chain_arena_equals_the_lower_bound(graph):
-    plan = plan_memory(graph)
+    plan = plan_memory(graph, overlap=False)
     check_plan(graph)
     assert plan.arena_bytes == plan.lower_bound == max(plan.live_bytes)
     assert plan.gap_bytes == 0
@@ -243,7 +243,7 @@ def test_chain_where_greedy_by_size_misses_the_bound():
                   TensorType((c, 1, 1, x.type.shape[3]), DType.INT8, QuantParams.per_tensor(0.01, 0)))
         x = g.create("nn.conv2d", [x, w], [t8((1, 4, 4, c))], {}, [f"c{i}"]).result
     g.outputs = [x]
-    plan = plan_memory(g)
+    plan = plan_memory(g, overlap=False)
     assert plan.arena_bytes == plan.lower_bound == max(16 * (a + b) for a, b in itertools.pairwise([1, *chans]))
 
 
@@ -273,20 +273,20 @@ def _first_fit_optimum(graph: Graph) -> int:
 def test_small_graphs_get_an_optimal_placement(graph):
     if len(class_spans(graph)) > 6:
         return
-    assert plan_memory(graph).arena_bytes == _first_fit_optimum(graph)
+    assert plan_memory(graph, overlap=False).arena_bytes == _first_fit_optimum(graph)
 
 
 # -- operator order ----------------------------------------------------------------------------------------------
 def test_exact_search_finds_the_known_optimum_of_two_branches():
     g = two_branch_graph()
-    s = schedule_memory(g)
+    s = schedule_memory(g, overlap=False)
     assert (s.original_peak, s.peak, s.exact) == (576, 384, True)  # 64 B input, 256 B expanded, 64 B shrunk
     assert [op.results[0].name for op in s.order] in (["e1", "s1", "e2", "s2", "y"], ["e2", "s2", "e1", "s1", "y"])
     reference = g.clone()
     apply_schedule(g, s.order)
     assert_topological(g)
-    assert plan_memory(g).lower_bound == simulated_peak(g) == 384
-    assert plan_memory(g).arena_bytes < plan_memory(reference).arena_bytes
+    assert plan_memory(g, overlap=False).lower_bound == simulated_peak(g) == 384
+    assert plan_memory(g, overlap=False).arena_bytes < plan_memory(reference, overlap=False).arena_bytes
     assert_same_results(g, reference)
 
 
@@ -295,7 +295,7 @@ def test_exact_search_finds_the_known_optimum_of_two_branches():
 def test_exact_search_matches_brute_force_over_all_orders(graph):
     if sum(op.kind != "const" for op in graph.ops) > 7:
         return
-    s = schedule_memory(graph)
+    s = schedule_memory(graph, overlap=False)
     assert s.exact
     assert s.original_peak == simulated_peak(graph)
     best = None
@@ -312,13 +312,13 @@ def test_exact_search_matches_brute_force_over_all_orders(graph):
 def test_schedule_memory_pass_keeps_a_valid_order_and_the_results(graph, seed):
     reference = graph.clone()
     before = simulated_peak(graph)
-    changed = PassManager(parse_pipeline("schedule-memory")).run(graph)
+    changed = PassManager(parse_pipeline("schedule-memory{overlap=false}")).run(graph)
     assert_topological(graph)
     assert sorted(op.results[0].name for op in graph.ops) == sorted(op.results[0].name for op in reference.ops)
     assert_same_results(graph, reference, seed)
     after = simulated_peak(graph)
     assert after < before if changed else after == before
-    assert not PassManager(parse_pipeline("schedule-memory")).run(graph)  # idempotent
+    assert not PassManager(parse_pipeline("schedule-memory{overlap=false}")).run(graph)  # idempotent
     check_plan(graph)
 
 
@@ -341,8 +341,8 @@ def _wide_graph(branches: int) -> Graph:
 
 def test_beam_search_beyond_the_state_budget_still_gives_a_valid_better_order():
     g = _wide_graph(7)
-    exact = schedule_memory(g)
-    beam = schedule_memory(g, max_states=1)
+    exact = schedule_memory(g, overlap=False)
+    beam = schedule_memory(g, max_states=1, overlap=False)
     assert exact.exact and not beam.exact
     assert exact.peak <= beam.peak <= beam.original_peak == exact.original_peak
     reference = g.clone()
@@ -371,8 +371,10 @@ def test_real_models_plan_at_the_lower_bound(stem):
     from compiler.driver import prepare_model
 
     graph = prepare_model(model_path(f"derived_onnx/{stem}_int8.qdq.onnx"), opt_level=3).graph
-    before = plan_memory(graph)
+    before = plan_memory(graph, overlap=False)
     assert before.gap_bytes == 0
-    PassManager(parse_pipeline("schedule-memory")).run(graph)
-    after = plan_memory(graph)
+    PassManager(parse_pipeline("schedule-memory{overlap=false}")).run(graph)
+    after = plan_memory(graph, overlap=False)
     assert after.arena_bytes <= before.arena_bytes and after.gap_bytes == 0
+    shared = plan_memory(graph)
+    assert shared.lower_bound <= shared.arena_bytes <= after.arena_bytes

@@ -291,7 +291,7 @@ def test_syntax_error_says_what_was_expected() -> None:
     err = _error(GOOD.replace("(%x, %w)", "(%x, )"))
     _check(err, 3, ")", "unexpected ')'; expected a %name")
     err = _error(GOOD.replace("{\n", "\n", 1))
-    _check(err, 2, "%w", "unexpected '%w'; expected '{'")
+    _check(err, 2, "%w", "unexpected '%w'; expected 'arena' or '{'")
     for name in ("COLON", "SSA_NAME", "RPAR", "$END"):
         assert name not in err.message
 

@@ -32,6 +32,7 @@ from compiler.ir import DType, Op, TensorType
 from compiler.opdef import AttrKind, AttrSpec, Inferred, OpDef, attr, register_op
 from compiler.ops import fixedpoint as fp
 from compiler.ops._common import check_quant_consistency, per_tensor, require
+from compiler.overlap import elementwise_access
 from compiler.quant import (
     INT32_MIN,
     activation_range,
@@ -357,7 +358,7 @@ def _reference(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _register(name: str, summary: str, int_types: tuple[DType, ...], attrs: tuple[AttrSpec, ...] = ()) -> OpDef:
     return register_op(OpDef(name=name, summary=summary, operands=("input",), attrs=attrs, infer=_infer,
-                             verify=_verify_for(int_types), reference=_reference))
+                             verify=_verify_for(int_types), reference=_reference, overlap=elementwise_access))
 
 
 RELU = _register("nn.relu", "max(x, 0); quantized: requantize then clamp at the zero point", QUANT_TYPES)

@@ -23,6 +23,7 @@ from compiler.ops._common import (
     per_tensor,
     require,
 )
+from compiler.overlap import window_access
 from compiler.quant import quantize_multipliers, requantize, wrap_int32
 
 WINDOW_ATTRS = (
@@ -187,7 +188,7 @@ CONV2D = register_op(OpDef(
     summary="2-D convolution, NHWC input, OHWI weights, optional bias, optional fused clamp",
     operands=("input", "weight", "bias?"),
     attrs=(*WINDOW_ATTRS, AttrSpec("groups", AttrKind.INT, 1, "channel groups"), *ACT_ATTRS),
-    infer=_conv_infer, verify=_conv_verify, macs=_conv_macs, reference=_conv_ref,
+    infer=_conv_infer, verify=_conv_verify, macs=_conv_macs, reference=_conv_ref, overlap=window_access,
 ))
 
 
@@ -227,7 +228,7 @@ DEPTHWISE_CONV2D = register_op(OpDef(
     summary="depthwise 2-D convolution, NHWC input, [1, KH, KW, C*M] weights, optional bias and fused clamp",
     operands=("input", "weight", "bias?"),
     attrs=(*WINDOW_ATTRS, AttrSpec("depth_multiplier", AttrKind.INT, 1, "outputs per input channel"), *ACT_ATTRS),
-    infer=_dw_infer, verify=_dw_verify, macs=_dw_macs, reference=_dw_ref,
+    infer=_dw_infer, verify=_dw_verify, macs=_dw_macs, reference=_dw_ref, overlap=window_access,
 ))
 
 

@@ -23,6 +23,7 @@ from compiler.errors import VerifyError
 from compiler.ir import DType, Op, TensorType
 from compiler.opdef import Inferred, OpDef, attr, register_op
 from compiler.ops._common import ACT_ATTRS, act_float, act_range_int, check_quant_consistency, per_tensor, require
+from compiler.overlap import elementwise_access
 from compiler.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 QUANT_TYPES = (DType.INT8, DType.UINT8)
@@ -183,7 +184,7 @@ ADD = register_op(OpDef(
     summary="elementwise a + b with NumPy broadcasting and an optional fused clamp (TFLite 8-bit ADD semantics)",
     operands=("lhs", "rhs"),
     attrs=ACT_ATTRS,
-    infer=_infer, verify=_verify, reference=_add_ref,
+    infer=_infer, verify=_verify, reference=_add_ref, overlap=elementwise_access,
 ))
 
 MUL = register_op(OpDef(
@@ -191,5 +192,5 @@ MUL = register_op(OpDef(
     summary="elementwise a * b with NumPy broadcasting and an optional fused clamp (TFLite 8-bit MUL semantics)",
     operands=("lhs", "rhs"),
     attrs=ACT_ATTRS,
-    infer=_infer, verify=_verify, macs=_mul_macs, reference=_mul_ref,
+    infer=_infer, verify=_verify, macs=_mul_macs, reference=_mul_ref, overlap=elementwise_access,
 ))

@@ -32,6 +32,7 @@ from compiler.ops._common import (
     per_tensor,
     require,
 )
+from compiler.overlap import window_access
 from compiler.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 SUPPORTED = (*INT_TYPES, DType.FLOAT32)
@@ -147,7 +148,7 @@ AVG_POOL2D = register_op(OpDef(
     summary="2-D average pooling over NHWC, padding excluded from the count, optional fused clamp",
     operands=("input",),
     attrs=POOL_ATTRS,
-    infer=_pool_infer, verify=_pool_verify, macs=_pool_macs, reference=_avg_ref,
+    infer=_pool_infer, verify=_pool_verify, macs=_pool_macs, reference=_avg_ref, overlap=window_access,
 ))
 
 MAX_POOL2D = register_op(OpDef(
@@ -155,7 +156,7 @@ MAX_POOL2D = register_op(OpDef(
     summary="2-D max pooling over NHWC, padding ignored, optional fused clamp",
     operands=("input",),
     attrs=POOL_ATTRS,
-    infer=_pool_infer, verify=_pool_verify, macs=_pool_macs, reference=_max_ref,
+    infer=_pool_infer, verify=_pool_verify, macs=_pool_macs, reference=_max_ref, overlap=window_access,
 ))
 
 

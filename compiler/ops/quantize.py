@@ -17,6 +17,7 @@ import numpy as np
 from compiler.ir import DType, Op, Value
 from compiler.opdef import AttrKind, AttrSpec, Inferred, OpDef, attr, register_op
 from compiler.ops._common import INT_TYPES, check_quant_consistency, per_tensor, require
+from compiler.overlap import elementwise_access
 from compiler.quant import dequantize_array, quantize_array, quantize_multiplier, requantize
 
 
@@ -121,4 +122,5 @@ REQUANTIZE = register_op(OpDef(
     summary="integers from one per-tensor quantization to another (TFLite Requantize)",
     operands=("input",),
     infer=_requantize_infer, verify=_requantize_verify, reference=_requantize_ref,
+    overlap=elementwise_access,
 ))

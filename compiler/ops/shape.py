@@ -83,7 +83,7 @@ def _pad_verify(op: Op) -> None:
     _require_same_quant(op, op.operands[0], op.results[0])
 
 
-def _pad_fill(op: Op) -> np.ndarray:
+def pad_fill(op: Op) -> np.ndarray:
     """The fill value as stored in the result, broadcastable against it (per channel if quantized so)."""
     y = op.results[0].type
     value = attr(op, "value")
@@ -100,7 +100,7 @@ def _pad_ref(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     x = inputs[0]
     pads = attr(op, "pads")
     out = np.empty(y.shape, dtype=y.dtype.np)
-    out[...] = _pad_fill(op)
+    out[...] = pad_fill(op)
     out[tuple(slice(pads[i], pads[i] + d) for i, d in enumerate(x.shape))] = x
     return [out]
 

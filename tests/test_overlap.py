@@ -1,0 +1,277 @@
+"""Overlapping a result with a dying operand: the declared distances against simulated kernel traces, plans that
+use them, and C builds that run on them.
+
+The oracle is independent of ``compiler/overlap.py``: it replays, byte by byte and in the C kernels' loop order
+(``runtime_c/``), every read of the operand and every write of the result, and checks that no byte of the
+operand is overwritten before its last read when the result starts ``d`` bytes below the operand.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.ir import DType, Graph, Op, QuantParams, TensorType, Value, const
+from compiler.memory import ALIGNMENT, buffer_roots, plan_memory
+from compiler.opdef import attr
+from compiler.overlap import overlap_distance
+from compiler.verifier import verify
+from tests.backend.harness import assert_c_matches_interpreter
+from tests.strategies import random_graphs
+from tests.test_memory import branched_graphs, class_spans
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+Q = QuantParams.per_tensor(0.1, 0)
+
+
+def t8(shape: tuple[int, ...], scale: float = 0.1, zp: int = 0) -> TensorType:
+    return TensorType(shape, DType.INT8, QuantParams.per_tensor(scale, zp))
+
+
+# -- kernel traces -----------------------------------------------------------------------------------------------
+def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For operand ``k`` of ``op``: the step at which each operand byte is last read, and the step at which each
+    result byte is written, replaying the C kernel's loops (steps count reads and writes in program order)."""
+    x, y = op.operands[k].type, op.result.type
+    last_read = np.full(x.nbytes, -1, dtype=np.int64)
+    written = np.full(y.nbytes, -1, dtype=np.int64)
+    step = 0
+
+    def read(b: int) -> None:
+        nonlocal step
+        last_read[b] = step
+        step += 1
+
+    def write(b: int) -> None:
+        nonlocal step
+        written[b] = step
+        step += 1
+
+    if op.kind in ("nn.conv2d", "nn.depthwise_conv2d", "nn.max_pool2d", "nn.avg_pool2d"):
+        n, ih, iw, ic = x.shape
+        _, oh, ow, oc = y.shape
+        pool = op.kind.endswith("pool2d")
+        kh, kw = attr(op, "kernel") if pool else op.operands[1].type.shape[1:3]
+        dh, dw = (1, 1) if pool else attr(op, "dilations")
+        sh, sw = attr(op, "strides")
+        pt, pl = attr(op, "pads")[:2]
+        groups = attr(op, "groups") if op.kind == "nn.conv2d" else 1
+        mult = attr(op, "depth_multiplier") if op.kind == "nn.depthwise_conv2d" else 1
+        for b, oy, ox, c in itertools.product(range(n), range(oh), range(ow), range(oc)):
+            if op.kind == "nn.conv2d":
+                cin = ic // groups
+                chans = range(c // (oc // groups) * cin, c // (oc // groups) * cin + cin)
+            elif op.kind == "nn.depthwise_conv2d":
+                chans = range(c // mult, c // mult + 1)
+            else:
+                chans = range(c, c + 1)
+            for ky, kx in itertools.product(range(kh), range(kw)):
+                iy, ix = oy * sh - pt + ky * dh, ox * sw - pl + kx * dw
+                if 0 <= iy < ih and 0 <= ix < iw:
+                    for ch in chans:
+                        read(((b * ih + iy) * iw + ix) * ic + ch)
+            write(((b * oh + oy) * ow + ox) * oc + c)
+    else:  # elementwise: every operand element of the output element, then the write
+        idx = np.broadcast_to(np.arange(x.num_elements).reshape(x.shape), y.shape).reshape(-1)
+        for e, src in enumerate(idx):
+            for j in range(len(op.operands)):
+                if j == k:
+                    read(int(src))
+                else:
+                    step += 1
+            write(e)
+    return last_read, written
+
+
+def legal(op: Op, k: int, d: int) -> bool:
+    """True when the result, starting ``d`` bytes below operand ``k``, overwrites no operand byte before its
+    last read."""
+    last_read, written = trace(op, k)
+    for j, t in enumerate(written):
+        b = j - d  # the operand byte at the same address
+        if 0 <= b < last_read.size and last_read[b] > t:
+            return False
+    return True
+
+
+# -- random single ops -------------------------------------------------------------------------------------------
+@st.composite
+def window_ops(draw) -> Op:
+    g = Graph("one")
+    kind = draw(st.sampled_from(["nn.conv2d", "nn.depthwise_conv2d", "nn.max_pool2d", "nn.avg_pool2d"]))
+    n, h, w = draw(st.integers(1, 2)), draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    c = draw(st.integers(1, 4))
+    k = draw(st.integers(1, 5))
+    s = draw(st.integers(1, 2))
+    d = draw(st.integers(1, 2)) if kind != "nn.max_pool2d" and kind != "nn.avg_pool2d" else 1
+    pads = tuple(draw(st.integers(0, k - 1)) for _ in range(4))
+    eff = (k - 1) * d + 1
+    oh, ow = (h + pads[0] + pads[2] - eff) // s + 1, (w + pads[1] + pads[3] - eff) // s + 1
+    if oh < 1 or ow < 1:
+        eff, pads, k, d = 1, (0, 0, 0, 0), 1, 1
+        oh, ow = (h - 1) // s + 1, (w - 1) // s + 1
+    x = g.add_input(t8((n, h, w, c)), "x")
+    attrs: dict = {"strides": (s, s), "pads": pads}
+    if kind == "nn.conv2d":
+        groups = draw(st.sampled_from([g_ for g_ in (1, 2) if c % g_ == 0]))
+        co = groups * draw(st.integers(1, 3))
+        wt = const(g, np.ones((co, k, k, c // groups), np.int8), t8((co, k, k, c // groups), 0.01))
+        attrs.update(dilations=(d, d), groups=groups)
+        operands, yc = [x, wt], co
+    elif kind == "nn.depthwise_conv2d":
+        m = draw(st.integers(1, 2))
+        wt = const(g, np.ones((1, k, k, c * m), np.int8), t8((1, k, k, c * m), 0.01))
+        attrs.update(dilations=(d, d), depth_multiplier=m)
+        operands, yc = [x, wt], c * m
+    else:
+        attrs.update(kernel=(k, k))
+        operands, yc = [x], c
+    y = g.create(kind, operands, [t8((n, oh, ow, yc))], attrs, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    return y.producer
+
+
+@st.composite
+def elementwise_ops(draw) -> Op:
+    g = Graph("one")
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
+    x = g.add_input(t8(shape), "x")
+    kind = draw(st.sampled_from(["nn.add", "nn.mul", "nn.relu", "q.requantize"]))
+    if kind in ("nn.add", "nn.mul"):
+        other = tuple(draw(st.sampled_from([1, d])) for d in shape)  # broadcast either way
+        z = g.add_input(t8(other), "z")
+        operands = [x, z] if draw(st.booleans()) else [z, x]
+    else:
+        operands = [x]
+    out_shape = np.broadcast_shapes(*(v.type.shape for v in operands))
+    y = g.create(kind, operands, [t8(tuple(out_shape), 0.2, 3)], {}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    return y.producer
+
+
+@SETTINGS
+@given(op=st.one_of(window_ops(), elementwise_ops()), extra=st.integers(0, 24))
+def test_declared_distance_is_legal_for_the_kernel_trace(op, extra):
+    for k, v in enumerate(op.operands):
+        if v.producer is not None:
+            continue
+        d = overlap_distance(op, k)
+        assert d is not None, f"{op.kind} declares no overlap"
+        lo = max(d, -v.type.nbytes)
+        for dd in {lo, lo + extra, lo + 1}:
+            assert legal(op, k, dd), f"{op.kind}: the result {dd} B below operand {k} clobbers unread input"
+
+
+@SETTINGS
+@given(op=elementwise_ops())
+def test_elementwise_distance_is_the_smallest_legal_one(op):
+    for k, v in enumerate(op.operands):
+        d = overlap_distance(op, k)
+        if d is not None and d > -v.type.nbytes and op.result.type.num_elements == v.type.num_elements:
+            assert not legal(op, k, d - 1)
+
+
+def test_known_distances():
+    """3x3 depthwise, stride 1, pad 1 on HxWxC: C*(W+2) (one row and two pixels); pointwise C -> 2C: 2C per pixel
+    ahead of the input, times the pixels."""
+    g = Graph("k")
+    x = g.add_input(t8((1, 6, 5, 4)), "x")
+    w = const(g, np.ones((1, 3, 3, 4), np.int8), t8((1, 3, 3, 4), 0.01))
+    dw = g.create("nn.depthwise_conv2d", [x, w], [t8((1, 6, 5, 4))], {"pads": (1, 1, 1, 1)}, ["d"])
+    w2 = const(g, np.ones((8, 1, 1, 4), np.int8), t8((8, 1, 1, 4), 0.01))
+    pw = g.create("nn.conv2d", [dw.result, w2], [t8((1, 6, 5, 8))], {}, ["p"])
+    g.outputs = [pw.result]
+    assert overlap_distance(dw, 0) == 4 * (5 + 2)
+    assert overlap_distance(pw, 0) == 8 * 30 - 4 * 29
+    assert legal(dw, 0, 28) and not legal(dw, 0, 28 - 4 - 1)
+
+
+# -- plans -------------------------------------------------------------------------------------------------------
+def check_overlapping_plan(graph: Graph) -> int:
+    """Every pair of buffers live together is disjoint, or is a declared result-over-dying-operand pair whose
+    actual offsets the kernel trace allows. Returns the bytes shared."""
+    plan = plan_memory(graph)
+    root = buffer_roots(graph)
+    for v in root:
+        assert plan.offset(v) % ALIGNMENT == 0 and plan.offset(v) + v.type.nbytes <= plan.arena_bytes
+    pairs = {(r, x) for r, x, _ in plan.overlaps}
+    pos = {op: i for i, op in enumerate(graph.ops)}
+    spans = class_spans(graph)
+    shared = 0
+    for a, b in itertools.combinations(list(spans), 2):
+        (_, alo, ahi), (_, blo, bhi) = spans[a], spans[b]
+        if not (alo <= bhi and blo <= ahi):
+            continue
+        oa, ob = plan.offset(a), plan.offset(b)
+        if oa + a.type.nbytes <= ob or ob + b.type.nbytes <= oa:
+            continue
+        y, x = (a, b) if (a, b) in pairs else (b, a)
+        assert (y, x) in pairs, f"%{a.name} and %{b.name} overlap without a declared contract"
+        op = y.producer
+        assert op is not None and spans[x][2] == pos[op], "the operand must die at the op"
+        for k, v in enumerate(op.operands):
+            if root.get(v) is x:
+                assert legal(op, k, plan.offset(x) - plan.offset(y)), f"{op.label} clobbers %{x.name}"
+        shared += min(oa + a.type.nbytes, ob + b.type.nbytes) - max(oa, ob)
+    assert plan.lower_bound <= plan.arena_bytes <= plan_memory(graph, overlap=False).arena_bytes
+    return shared
+
+
+@SETTINGS
+@given(graph=branched_graphs())
+def test_overlapping_plans_respect_every_kernel_trace(graph):
+    check_overlapping_plan(graph)
+
+
+@SETTINGS
+@given(graph=random_graphs(quantized=True))
+def test_overlapping_plans_respect_every_kernel_trace_on_pass_test_graphs(graph):
+    check_overlapping_plan(graph)
+
+
+def _block(h: int = 10, w: int = 9, c: int = 4) -> Graph:
+    """A MobileNetV2-style residual block: conv 3x3 -> depthwise 3x3 -> pointwise expand -> pointwise project
+    -> add the skip -> relu."""
+    g = Graph("block")
+    rng = np.random.default_rng(3)
+    x = g.add_input(t8((1, h, w, c), 0.05, -3), "x")
+
+    def conv(v: Value, co: int, k: int, name: str, depthwise: bool = False) -> Value:
+        ci = v.type.shape[3]
+        if depthwise:
+            wt = const(g, rng.integers(-60, 60, (1, k, k, ci)).astype(np.int8), t8((1, k, k, ci), 0.02))
+            kind = "nn.depthwise_conv2d"
+        else:
+            wt = const(g, rng.integers(-60, 60, (co, k, k, ci)).astype(np.int8), t8((co, k, k, ci), 0.02))
+            kind = "nn.conv2d"
+        p = k // 2
+        return g.create(kind, [v, wt], [t8((1, h, w, co), 0.08, 2)], {"pads": (p, p, p, p)}, [name]).result
+
+    a = conv(x, c, 3, "a")
+    b = conv(a, c, 3, "b", depthwise=True)
+    e = conv(b, 2 * c, 1, "e")
+    p = conv(e, c, 1, "p")
+    s = g.create("nn.add", [p, a], [t8((1, h, w, c), 0.1, 0)], {}, ["s"]).result
+    g.outputs = [g.create("nn.relu", [s], [s.type], {}, ["y"]).result]
+    verify(g)
+    return g
+
+
+def test_block_plan_shares_bytes_and_stays_legal():
+    g = _block()
+    shared = check_overlapping_plan(g)
+    assert shared > 0
+    assert plan_memory(g).arena_bytes < plan_memory(g, overlap=False).arena_bytes
+
+
+@pytest.mark.parametrize("sanitize", [False, True])
+def test_c_on_an_overlapping_plan_matches_the_interpreter(tmp_path, sanitize):
+    g = _block()
+    assert plan_memory(g).shared_bytes() > 0
+    assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=sanitize)
