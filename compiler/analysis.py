@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from compiler.ir import Graph, Op
 from compiler.memory import MemoryPlan
-from compiler.opdef import get_opdef
+from compiler.opdef import get_opdef, scratch_bytes
 
 
 def op_macs(op: Op) -> int:
@@ -57,7 +57,7 @@ class LayerRow:
     """Arena bytes it needs while it runs: the buffers live then, less what its result may share with an operand
     dying at it (from the memory plan; the largest value is the plan's lower bound)."""
     scratch_bytes: int
-    """Kernel scratch outside the arena (0: the current kernels use none)."""
+    """Bytes of kernel scratch it needs while it runs (planned inside the arena, counted in ``live_bytes``)."""
     peak: bool
     """True for the first op where the live bytes reach their maximum."""
 
@@ -77,5 +77,5 @@ def layer_table(graph: Graph, plan: MemoryPlan) -> list[LayerRow]:
         seen |= consts
         rows.append(LayerRow(i, str(op.results[0].name) if op.results else op.kind, op.kind,
                              op.results[0].type.shape if op.results else (), op_macs(op), wbytes,
-                             plan.live_bytes[i], 0, i == peak_at))
+                             plan.live_bytes[i], scratch_bytes(op), i == peak_at))
     return rows

@@ -47,13 +47,13 @@ class Analysis:
 
     @property
     def scratch_bytes(self) -> int:
-        """The largest kernel scratch buffer (outside the arena)."""
-        return max((r.scratch_bytes for r in self.rows), default=0)
+        """The largest kernel scratch buffer (planned inside the arena)."""
+        return self.plan.scratch_bytes
 
     @property
     def sram_bytes(self) -> int:
-        """SRAM one inference needs: the arena plus kernel scratch."""
-        return self.plan.arena_bytes + self.scratch_bytes
+        """SRAM one inference needs: the arena, kernel scratch included."""
+        return self.plan.arena_bytes
 
     @property
     def fits(self) -> bool:
@@ -141,7 +141,7 @@ def format_table(a: Analysis) -> str:
     out = [f"{a.model} at -O{a.opt_level} for {t.name}: {t.board}", "", line(head),
            line(["-" * w for w in widths]), *(line(r) for r in body), "",
            f"layers {len(a.rows)}, MACs {a.macs:,}, weights {a.weight_bytes:,} B",
-           f"arena {a.plan.arena_bytes:,} B (peak{where}), scratch {a.scratch_bytes:,} B, "
+           f"arena {a.plan.arena_bytes:,} B (peak{where}; scratch inside it, largest {a.scratch_bytes:,} B), "
            f"lower bound {a.plan.lower_bound:,} B, gap {a.plan.gap_bytes:,} B (placement: {a.plan.placement})",
            f"SRAM  {a.sram_bytes:>12,} B of {t.sram_bytes:>14,} B  {sram_ok}",
            f"flash {a.flash_bytes:>12,} B of {t.flash_bytes:>14,} B  {flash_ok}"
@@ -158,10 +158,10 @@ def plot_memory(a: Analysis, out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MccError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
-    live = [(r.live_bytes + r.scratch_bytes) / 1024 for r in a.rows]
+    live = [r.live_bytes / 1024 for r in a.rows]
     colours = ["tab:red" if r.peak else "tab:blue" for r in a.rows]
     fig, ax = plt.subplots(figsize=(max(7.0, 0.25 * len(live) + 2), 4.5))
-    ax.bar(range(len(live)), live, color=colours, label="live activations (peak in red)")
+    ax.bar(range(len(live)), live, color=colours, label="live activations + scratch (peak in red)")
     top = max(live, default=0.0)
     if a.target.sram_bytes < HOST_LIMIT:
         limit = a.target.sram_bytes / 1024

@@ -200,7 +200,7 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
         "macs": sum(op_macs(op) for op in graph.ops),
         "peak_sram_bytes": plan.arena_bytes,
         "arena_bytes": plan.arena_bytes,
-        "scratch_bytes": 0,
+        "scratch_bytes": plan.scratch_bytes,
         "stack_bytes": None,
         "flash_bytes": weights_bytes + tables_bytes,
         "weights_bytes": weights_bytes,

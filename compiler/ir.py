@@ -251,7 +251,7 @@ class Value:
 class Op:
     """One operation: a kind from the op registry, operands, attributes and results. Compared by identity."""
 
-    __slots__ = ("attrs", "graph", "kind", "operands", "results")
+    __slots__ = ("attrs", "graph", "kind", "operands", "results", "scratch_offset")
 
     def __init__(self, kind: str, operands: Sequence[Value], result_types: Sequence[TensorType],
                  attrs: dict[str, AttrValue] | None = None, result_names: Sequence[str | None] | None = None
@@ -260,6 +260,8 @@ class Op:
         self.attrs: dict[str, AttrValue] = dict(attrs or {})
         self.graph: Graph | None = None
         self.operands: list[Value] = []
+        self.scratch_offset: int | None = None
+        """Arena offset of the op's kernel scratch buffer once the graph carries a memory plan (if it needs one)."""
         names = list(result_names) if result_names is not None else [None] * len(result_types)
         self.results = [Value(t, n, self, i) for i, (t, n) in enumerate(zip(result_types, names, strict=True))]
         for v in operands:
@@ -411,6 +413,7 @@ class Graph:
             new = Op(op.kind, [mapping[id(v)] for v in op.operands], [r.type for r in op.results],
                      dict(op.attrs), [r.name for r in op.results])
             g.append(new)
+            new.scratch_offset = op.scratch_offset
             for old_r, new_r in zip(op.results, new.results, strict=True):
                 mapping[id(old_r)] = new_r
                 new_r.offset = old_r.offset
@@ -423,6 +426,7 @@ class Graph:
         for v in self.inputs:
             v.offset = None
         for op in self.ops:
+            op.scratch_offset = None
             for r in op.results:
                 r.offset = None
 

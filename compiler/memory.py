@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compiler.ir import Graph, Op, Value
-from compiler.opdef import get_opdef
+from compiler.opdef import get_opdef, scratch_bytes
 from compiler.overlap import overlap_distance, pairwise_saving
 
 ALIAS_KINDS = frozenset({"nn.reshape", "nn.flatten", "nn.identity"})
@@ -44,13 +44,15 @@ EXACT_PLACEMENT_NODES = 20_000
 
 @dataclass(frozen=True)
 class Buffer:
-    """One arena allocation: the values stored in it, its byte range and its lifetime (op indices, inclusive)."""
+    """One arena allocation: the values stored in it (none for a kernel's scratch buffer, whose ``op`` is set), its
+    byte range and its lifetime (op indices, inclusive)."""
 
     values: tuple[Value, ...]
     size: int
     start: int
     end: int
     offset: int
+    op: Op | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ class MemoryPlan:
     overlaps: tuple[tuple[Value, Value, int], ...] = ()
     """(result, operand, D) for every result allowed to overlap an operand dying at its op (see
     :mod:`compiler.overlap`): the result may start ``D`` bytes below the operand, or anywhere not overlapping."""
+    scratch: dict[Op, int] = field(default_factory=dict)
+    """Arena offset of every kernel scratch buffer, by op."""
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The largest kernel scratch buffer (it is inside the arena)."""
+        return max((b.size for b in self.buffers if b.op is not None), default=0)
 
     def shared_bytes(self) -> int:
         """Bytes of the arena that two buffers use in turn within one op (result written over its dying operand)."""
@@ -121,6 +130,8 @@ class _Span:
     size: int
     start: int
     end: int
+    op: Op | None = None
+    """The op whose scratch buffer this is (then ``values`` is empty)."""
 
 
 def _spans(graph: Graph) -> list[_Span]:
@@ -139,6 +150,10 @@ def _spans(graph: Graph) -> list[_Span]:
             if graph.is_output(v):
                 end = last
         spans.append(_Span(tuple(vals), r.type.nbytes, start, end))
+    for t, op in enumerate(graph.ops):
+        n = scratch_bytes(op) if op.kind != "const" else 0
+        if n:
+            spans.append(_Span((), n, t, t, op))
     return spans
 
 
@@ -164,7 +179,7 @@ def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]
 
 def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], int]:
     """(result span, operand span) -> D for every legal result-over-dying-operand overlap."""
-    by_root = {s.values[0]: k for k, s in enumerate(spans)}
+    by_root = {s.values[0]: k for k, s in enumerate(spans) if s.values}
     root = buffer_roots(graph)
     last = len(graph.ops)
     pairs: dict[tuple[int, int], int] = {}
@@ -257,6 +272,7 @@ class _Problem:
             if graph.is_output(v):
                 self.pinned[rid[r]] = True
         self.new_size = [0] * n
+        self.scratch = [align(scratch_bytes(op)) for op in self.ops]
         self.freeable: list[tuple[tuple[int, int], ...]] = []  # per op: (users mask, size) of buffers it may free
         for i, op in enumerate(self.ops):
             own = [rid[r] for r in op.results if r in root and root[r] is r]
@@ -277,7 +293,8 @@ class _Problem:
     def step(self, done: int, resident: int, i: int) -> tuple[int, int, int]:
         """Run op ``i`` after the ops in ``done``: (bytes live during it, new done mask, resident bytes after)."""
         done2 = done | (1 << i)
-        during = resident + self.new_size[i] - sum(b for users, b in self.overlap[i] if not users & ~done2)
+        during = resident + self.new_size[i] + self.scratch[i] - sum(
+            b for users, b in self.overlap[i] if not users & ~done2)
         freed = sum(size for users, size in self.freeable[i] if not users & ~done2)
         return during, done2, resident + self.new_size[i] - freed
 
@@ -570,11 +587,12 @@ def plan_memory(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
     pairs = _pairs(graph, spans) if overlap else {}
     live, bound = _live(spans, n_ops, _savings(spans, pairs, n_ops))
     offsets_by_span, arena, how = _place(spans, n_ops, bound, pairs) if spans else ([], 0, "empty")
-    placed = [Buffer(s.values, s.size, s.start, s.end, o) for s, o in zip(spans, offsets_by_span, strict=True)]
+    placed = [Buffer(s.values, s.size, s.start, s.end, o, s.op) for s, o in zip(spans, offsets_by_span, strict=True)]
     offsets = {v: b.offset for b in placed for v in b.values}
+    scratch = {b.op: b.offset for b in placed if b.op is not None}
     placed.sort(key=lambda b: (b.offset, b.start))
     overlaps = tuple((spans[y].values[0], spans[x].values[0], d) for (y, x), d in pairs.items())
-    return MemoryPlan(tuple(placed), offsets, align(arena), live, bound, how, overlaps)
+    return MemoryPlan(tuple(placed), offsets, align(arena), live, bound, how, overlaps, scratch)
 
 
 # -- the plan in the IR ------------------------------------------------------------------------------------------
@@ -586,6 +604,10 @@ def attach_plan(graph: Graph, plan: MemoryPlan) -> bool:
         new = plan.offsets.get(v)
         changed |= v.offset != new
         v.offset = new
+    for op in graph.ops:
+        new = plan.scratch.get(op)
+        changed |= op.scratch_offset != new
+        op.scratch_offset = new
     return changed
 
 
@@ -605,6 +627,18 @@ def plan_from_ir(graph: Graph) -> MemoryPlan:
         for r in op.results:
             if r not in root and r.offset is not None:
                 raise VerifyError(f"{op.label}: constant %{r.name} cannot have an arena offset")
+    scratch: dict[Op, int] = {}
+    for op in graph.ops:
+        need = scratch_bytes(op) if op.kind != "const" else 0
+        if need and op.scratch_offset is None:
+            raise VerifyError(f"memory plan: {op.label} needs {need} B of scratch but has no scratch offset")
+        if op.scratch_offset is not None:
+            if not need:
+                raise VerifyError(f"memory plan: {op.label} has a scratch offset but its kernel needs no scratch")
+            if op.scratch_offset % ALIGNMENT or op.scratch_offset + need > arena:
+                raise VerifyError(f"memory plan: the scratch of {op.label} at {op.scratch_offset} (+{need} B) is "
+                                  f"not {ALIGNMENT}-byte aligned inside the {arena} B arena")
+            scratch[op] = op.scratch_offset
     offsets: dict[Value, int] = {}
     for v, r in root.items():
         if v.offset is None:
@@ -622,7 +656,7 @@ def plan_from_ir(graph: Graph) -> MemoryPlan:
             sa, sb = spans[a], spans[b]
             if sa.end < sb.start or sb.end < sa.start:
                 continue
-            oa, ob = offsets[sa.values[0]], offsets[sb.values[0]]
+            oa, ob = _span_offset(sa, offsets, scratch), _span_offset(sb, offsets, scratch)
             if oa + sa.size <= ob or ob + sb.size <= oa:
                 continue
             d = pairs.get((a, b))
@@ -631,11 +665,19 @@ def plan_from_ir(graph: Graph) -> MemoryPlan:
             d = pairs.get((b, a))
             if d is not None and oa - ob >= d:
                 continue
-            raise VerifyError(f"memory plan: %{sa.values[0].name} and %{sb.values[0].name} are live together "
+            raise VerifyError(f"memory plan: {_span_name(sa)} and {_span_name(sb)} are live together "
                               "and overlap where no kernel allows it")
     n_ops = len(graph.ops)
     live, bound = _live(spans, n_ops, _savings(spans, pairs, n_ops))
-    placed = sorted((Buffer(s.values, s.size, s.start, s.end, offsets[s.values[0]]) for s in spans),
-                    key=lambda b: (b.offset, b.start))
+    placed = sorted((Buffer(s.values, s.size, s.start, s.end, _span_offset(s, offsets, scratch), s.op)
+                     for s in spans), key=lambda b: (b.offset, b.start))
     overlaps = tuple((spans[y].values[0], spans[x].values[0], d) for (y, x), d in pairs.items())
-    return MemoryPlan(tuple(placed), offsets, arena, live, bound, "from the IR", overlaps)
+    return MemoryPlan(tuple(placed), offsets, arena, live, bound, "from the IR", overlaps, scratch)
+
+
+def _span_offset(s: _Span, offsets: dict[Value, int], scratch: dict[Op, int]) -> int:
+    return scratch[s.op] if s.op is not None else offsets[s.values[0]]
+
+
+def _span_name(s: _Span) -> str:
+    return f"the scratch of {s.op.label}" if s.op is not None else f"%{s.values[0].name}"

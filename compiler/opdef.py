@@ -115,7 +115,9 @@ class OpDef:
     trailing ``*`` a variadic tail (one or more). ``reference`` maps input arrays to result arrays with the exact
     semantics the C kernels must reproduce (TFLite integer semantics for quantized tensors). ``pure`` ops may be
     folded when all operands are constant. ``overlap`` is the kernels' access contract (:mod:`compiler.overlap`):
-    when given, the memory planner may place the result over an operand that dies at the op.
+    when given, the memory planner may place the result over an operand that dies at the op. ``scratch`` gives
+    the bytes of scratch memory the op's kernel needs while it runs (the C kernels' own formula, tested against
+    them); the planner places it in the arena for the duration of the op.
     """
 
     name: str
@@ -129,6 +131,7 @@ class OpDef:
     macs: MacsFn = _no_macs
     pure: bool = True
     overlap: OverlapFn | None = None
+    scratch: MacsFn | None = None
     attr_specs: dict[str, AttrSpec] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -181,6 +184,12 @@ def known_ops() -> list[str]:
     """Names of every registered op kind, sorted."""
     _ensure_builtin_ops()
     return sorted(_OPS)
+
+
+def scratch_bytes(op: Op) -> int:
+    """Scratch bytes the kernel of ``op`` needs while it runs (0 for most ops)."""
+    fn = get_opdef(op.kind).scratch
+    return 0 if fn is None else int(fn(op))
 
 
 def attr(op: Op, name: str) -> Any:

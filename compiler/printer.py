@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from compiler.ir import DenseAttr, DType, Graph, Op, TensorType, Value
+from compiler.opdef import scratch_bytes
 
 BARE_NAME = re.compile(r"[A-Za-z0-9_.$\-]+")
 """SSA and graph names that print without quotes (``%x``, ``%0``, ``%conv.1``); others print as ``%"..."``."""
@@ -145,6 +146,8 @@ def _format_op(op: Op, names: _Namer, dense: _DenseFormatter) -> str:
         text += " {" + ", ".join(items) + "}"
     if op.results:
         text += " : " + ", ".join(format_type(r.type) for r in op.results) + _placement(op.results)
+    if op.scratch_offset is not None:
+        text += f" scratch {scratch_bytes(op)} at {op.scratch_offset}"
     return text
 
 

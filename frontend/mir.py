@@ -23,7 +23,7 @@ from lark import Token, Tree
 
 from compiler.errors import MccError, ParseError
 from compiler.ir import AttrValue, DenseAttr, DType, Graph, Op, QuantParams, TensorType, Value
-from compiler.opdef import get_opdef
+from compiler.opdef import get_opdef, scratch_bytes
 from compiler.printer import print_graph
 from compiler.verifier import verify
 
@@ -295,7 +295,7 @@ class _Builder:
             v.offset = self.offset(tok)
 
     def op(self, graph: Graph, tree: Tree) -> None:
-        res_t, kind_t, operands_t, attrs_t, types_t, place_t = tree.children
+        res_t, kind_t, operands_t, attrs_t, types_t, place_t, scratch_t = tree.children
         assert isinstance(res_t, Tree) and isinstance(operands_t, Tree)
         assert isinstance(attrs_t, Tree) and isinstance(types_t, Tree)
         kind_tok = _token(kind_t)
@@ -333,6 +333,13 @@ class _Builder:
         for r, tok in zip(op.results, res_toks, strict=True):
             self.record(r, tok)
         self.place(op.results, _tree(place_t))
+        toks = [_token(c) for c in _tree(scratch_t).children if c is not None]
+        if toks:
+            size_tok, at_tok = toks[1], toks[3]
+            need = scratch_bytes(op)
+            if self.offset(size_tok) != need:
+                raise self.error(f"{kind} needs {need} B of kernel scratch here, not {size_tok}", size_tok)
+            op.scratch_offset = self.offset(at_tok)
 
     def verify(self, graph: Graph) -> None:
         try:

@@ -71,9 +71,11 @@ typedef struct {
     int32_t out_zp, act_min, act_max;
 } mcc_conv_params;
 
-/* nn.conv2d, int8. bias may be NULL; mult/shift have out_c entries. */
+/* nn.conv2d, int8. bias may be NULL; mult/shift have out_c entries. scratch: mcc_conv2d_s8_scratch_bytes(p)
+   bytes, 8-byte aligned (NULL when that is 0). */
 void mcc_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int32_t *shift, int8_t *out);
+                   const int32_t *mult, const int32_t *shift, int8_t *out, int16_t *scratch);
+size_t mcc_conv2d_s8_scratch_bytes(const mcc_conv_params *p);
 
 #ifdef __cplusplus
 }

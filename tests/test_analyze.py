@@ -68,7 +68,14 @@ def test_layer_table_counts_each_weight_once():
     used = {v.producer for op in graph.ops for v in op.operands
             if v.producer is not None and v.producer.kind == "const"}
     assert sum(r.weight_bytes for r in rows) == sum(c.result.type.nbytes for c in used) <= weight_bytes(graph)
-    assert all(r.op != "const" and r.scratch_bytes == 0 for r in rows)
+    for r in rows:  # scratch: the int8 conv kernel's im2col column of int16 values, when the window has >1 tap
+        op = graph.ops[r.index]
+        assert r.op == op.kind != "const"
+        want = 0
+        if op.kind == "nn.conv2d" and op.operands[0].type.dtype.value == "i8":
+            _, kh, kw, cg = op.operands[1].type.shape
+            want = 2 * kh * kw * cg if kh * kw > 1 else 0
+        assert r.scratch_bytes == want
 
 
 def test_plot_is_written(tmp_path, capsys):

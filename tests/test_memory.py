@@ -148,10 +148,20 @@ def class_spans(graph: Graph) -> dict[Value, tuple[int, int, int]]:
     return {rep: (s[0], s[1], s[2]) for rep, s in spans.items()}
 
 
+def scratch_of(op: Op) -> int:
+    """Kernel scratch bytes (aligned): an int8 conv with a window of more than one tap gathers it as int16 values."""
+    if op.kind != "nn.conv2d" or op.operands[0].type.dtype is not DType.INT8:
+        return 0
+    _, kh, kw, cg = op.operands[1].type.shape
+    return align(2 * kh * kw * cg) if kh * kw > 1 else 0
+
+
 def simulated_peak(graph: Graph) -> int:
-    """Most aligned bytes live at any moment from before the first op to after the last, by direct counting."""
+    """Most aligned bytes live at any moment from before the first op to after the last, by direct counting
+    (kernel scratch included while its op runs)."""
     spans = class_spans(graph)
-    return max((sum(size for size, lo, hi in spans.values() if lo <= t <= hi)
+    scratch = [0] + [scratch_of(op) for op in graph.ops] + [0]
+    return max((sum(size for size, lo, hi in spans.values() if lo <= t <= hi) + scratch[t + 1]
                 for t in range(-1, len(graph.ops) + 1)), default=0)
 
 
@@ -171,6 +181,13 @@ def check_plan(graph: Graph) -> None:
         if alo <= bhi and blo <= ahi:  # live together at some moment
             oa, ob = plan.offset(a), plan.offset(b)
             assert oa + a.type.nbytes <= ob or ob + b.type.nbytes <= oa, f"%{a.name} and %{b.name} overlap"
+    pos = {op: i for i, op in enumerate(graph.ops)}
+    for op, off in plan.scratch.items():
+        assert scratch_of(op) > 0 and off % ALIGNMENT == 0 and off + scratch_of(op) <= plan.arena_bytes
+        for rep, (size, lo, hi) in spans.items():
+            if lo <= pos[op] <= hi:
+                assert off + scratch_of(op) <= plan.offset(rep) or plan.offset(rep) + size <= off
+    assert sum(scratch_of(op) > 0 for op in graph.ops) == len(plan.scratch)
     peak = simulated_peak(graph)
     assert plan.lower_bound == peak
     assert max(plan.live_bytes, default=0) <= plan.lower_bound <= plan.arena_bytes

@@ -127,6 +127,12 @@ class LowerContext:
         ctype = CTYPES[v.type.dtype.np]
         return f"(const {ctype} *)(arena + {self.plan.offset(v)})"
 
+    def scratch(self, ctype: str = "int16_t") -> str:
+        """C expression for the current op's scratch buffer in the arena (``NULL`` when the plan gives it none)."""
+        assert self.op is not None
+        off = self.plan.scratch.get(self.op)
+        return "NULL" if off is None else f"({ctype} *)(arena + {off})"
+
     def weight(self, v: Value, array: np.ndarray | None = None) -> str:
         """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it)."""
         if array is None:

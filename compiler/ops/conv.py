@@ -183,12 +183,23 @@ def _conv_ref(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [_finish(op, acc, inputs, x, w, 3)]
 
 
+def conv_scratch_bytes(op: Op) -> int:
+    """Scratch of the int8 conv kernel (``mcc_conv2d_s8_scratch_bytes`` in ``runtime_c/mcc_conv2d.c``): one im2col
+    column of int16 values, ``k_h * k_w * C_in / groups`` of them, when the window has more than one tap; a 1x1
+    convolution reads its input pixels in place and needs none."""
+    x, w = op.operands[0].type, op.operands[1].type
+    if x.dtype is not DType.INT8 or w.shape[1] * w.shape[2] == 1:
+        return 0
+    return w.shape[1] * w.shape[2] * w.shape[3] * 2
+
+
 CONV2D = register_op(OpDef(
     name="nn.conv2d",
     summary="2-D convolution, NHWC input, OHWI weights, optional bias, optional fused clamp",
     operands=("input", "weight", "bias?"),
     attrs=(*WINDOW_ATTRS, AttrSpec("groups", AttrKind.INT, 1, "channel groups"), *ACT_ATTRS),
     infer=_conv_infer, verify=_conv_verify, macs=_conv_macs, reference=_conv_ref, overlap=window_access,
+    scratch=conv_scratch_bytes,
 ))
 
 

@@ -32,4 +32,5 @@ def conv2d(op: Op, ctx: LowerContext) -> None:
         depth_multiplier=1, in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp, act_min=lo, act_max=hi)
     bias = ctx.weight(op.operands[2]) if len(op.operands) > 2 else "NULL"
     ctx.call("mcc_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), bias, ctx.table("mult", mult.astype("int32")),
-                               ctx.table("shift", shift.astype("int32")), ctx.act(y)], "mcc_conv2d.c")
+                               ctx.table("shift", shift.astype("int32")), ctx.act(y), ctx.scratch()],
+             "mcc_conv2d.c")

@@ -1,0 +1,81 @@
+"""Kernel scratch: the Python formula the planner uses equals the C kernel's own, and scratch lives in the plan."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler.ir import DType, Graph, QuantParams, TensorType, const
+from compiler.memory import plan_memory
+from compiler.opdef import scratch_bytes
+from compiler.verifier import verify
+from tests.backend.harness import assert_c_matches_interpreter
+
+RUNTIME = Path(__file__).resolve().parents[2] / "runtime_c"
+
+
+def t8(shape: tuple[int, ...], scale: float = 0.1) -> TensorType:
+    return TensorType(shape, DType.INT8, QuantParams.per_tensor(scale, 0))
+
+
+def conv_graph(h: int, w: int, c: int, co: int, k: tuple[int, int], groups: int, pads: tuple[int, ...]) -> Graph:
+    g = Graph("conv")
+    x = g.add_input(t8((1, h, w, c)), "x")
+    rng = np.random.default_rng(0)
+    wt = const(g, rng.integers(-100, 100, (co, *k, c // groups)).astype(np.int8), t8((co, *k, c // groups), 0.01))
+    oh, ow = h + pads[0] + pads[2] - k[0] + 1, w + pads[1] + pads[3] - k[1] + 1
+    y = g.create("nn.conv2d", [x, wt], [t8((1, oh, ow, co), 0.2)], {"pads": pads, "groups": groups}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    return g
+
+
+@pytest.fixture(scope="module")
+def c_scratch(tmp_path_factory):
+    """A host program printing ``mcc_conv2d_s8_scratch_bytes`` for parameter lines read from stdin."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    d = tmp_path_factory.mktemp("scratch")
+    (d / "main.c").write_text(
+        '#include <stdio.h>\n#include "mcc_kernels.h"\n'
+        "int main(void) {\n    mcc_conv_params p = {0};\n"
+        '    while (scanf("%d %d %d %d", &p.k_h, &p.k_w, &p.in_c, &p.groups) == 4) {\n'
+        '        printf("%zu\\n", mcc_conv2d_s8_scratch_bytes(&p));\n    }\n    return 0;\n}\n')
+    exe = d / "scratch"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME}", str(d / "main.c"),
+                    str(RUNTIME / "mcc_conv2d.c"), "-o", str(exe)], check=True, capture_output=True)
+
+    def query(rows: list[tuple[int, int, int, int]]) -> list[int]:
+        text = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in rows)
+        out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout
+        return [int(x) for x in out.split()]
+
+    return query
+
+
+@settings(max_examples=25, deadline=None)
+@given(kh=st.integers(1, 7), kw=st.integers(1, 7), cg=st.integers(1, 9), groups=st.integers(1, 3))
+def test_python_scratch_formula_equals_the_c_kernels(c_scratch, kh, kw, cg, groups):
+    g = conv_graph(8, 8, cg * groups, groups, (kh, kw), groups, (kh // 2, kw // 2, (kh - 1) // 2, (kw - 1) // 2))
+    (conv,) = [op for op in g.ops if op.kind == "nn.conv2d"]
+    assert scratch_bytes(conv) == c_scratch([(kh, kw, cg * groups, groups)])[0]
+
+
+def test_scratch_is_planned_for_the_op_alone(tmp_path):
+    g = conv_graph(6, 5, 4, 8, (3, 3), 2, (1, 1, 1, 1))
+    (conv,) = [op for op in g.ops if op.kind == "nn.conv2d"]
+    plan = plan_memory(g)
+    (buf,) = [b for b in plan.buffers if b.op is conv]
+    assert buf.size == 3 * 3 * 2 * 2 == plan.scratch_bytes and buf.values == ()
+    x, y = g.inputs[0], g.outputs[0]
+    for v in (x, y):  # live during the conv: no sharing with the scratch
+        lo, hi = plan.offset(v), plan.offset(v) + v.type.nbytes
+        assert hi <= buf.offset or buf.offset + buf.size <= lo
+    assert plan.arena_bytes >= 6 * 5 * 4 + buf.size
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
