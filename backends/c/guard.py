@@ -141,7 +141,8 @@ def build_guard(project_dir: Path, prefix: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     exe = out_dir / f"{prefix}_guard"
     cc = shutil.which("cc") or shutil.which("gcc") or "cc"
-    args = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-I", str(project_dir), *sources, "-o", str(exe)]
+    args = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-ffp-contract=off", "-I", str(project_dir), *sources,
+            "-o", str(exe)]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
