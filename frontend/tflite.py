@@ -16,7 +16,8 @@ line. The :class:`_Importer` then builds IR from the records, one small handler 
 * FULLY_CONNECTED: the input is reshaped to ``[rows, K]`` when it has another shape; ``keep_num_dims`` is honoured
   by reshaping the result to the output tensor's shape.
 * AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD, MUL, PAD/PADV2, RESHAPE, SQUEEZE, CONCATENATION, SOFTMAX, LOGISTIC, TANH,
-  HARD_SWISH, RELU, RELU6, RESIZE_NEAREST_NEIGHBOR, TRANSPOSE map to the IR op of the same meaning.
+  HARD_SWISH, LOG_SOFTMAX (float32), RELU, RELU6, RESIZE_NEAREST_NEIGHBOR, TRANSPOSE map to the IR op of the same
+  meaning.
 
 Any other operator (LSTM, SVDF, CUSTOM, ...) raises :class:`~compiler.errors.UnsupportedOpError` naming the operator
 index and name and listing the supported ones. Ops whose TFLM kernel ignores a quantization the IR op would honour
@@ -598,6 +599,14 @@ def _concat(imp: _Importer, op: _Operator) -> None:
 def _softmax(imp: _Importer, op: _Operator) -> None:
     imp.emit("nn.softmax", [imp.value(op.inputs[0])], {"axis": -1, "beta": float(op.options["Beta"])},
              op.outputs[0])
+
+
+@_handles("LOG_SOFTMAX")
+def _log_softmax(imp: _Importer, op: _Operator) -> None:
+    x = imp.value(op.inputs[0])
+    if x.type.dtype is not DType.FLOAT32:
+        raise UnsupportedOpError(f"LOG_SOFTMAX on {x.type.dtype.value} is not supported (float32 is)")
+    imp.emit("nn.log_softmax", [x], {"axis": -1}, op.outputs[0])
 
 
 _UNARY = {"LOGISTIC": "nn.sigmoid", "TANH": "nn.tanh", "HARD_SWISH": "nn.hard_swish", "RELU": "nn.relu",

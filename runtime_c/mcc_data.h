@@ -1,6 +1,7 @@
 /* mcc runtime kernels: see mcc_kernels.h (include that header, not this one).
  *
- * Elementwise unary ops by lookup table, int8 softmax, and data movement (pad, concat, transpose, resize, copy).
+ * Elementwise unary ops by lookup table, int8 softmax, float32 dequantize and log-softmax (a model's float tail), and
+ * data movement (pad, concat, transpose, resize, copy).
  * None of these kernels needs scratch memory; input and output buffers must not overlap.
  */
 #ifndef MCC_DATA_H
@@ -29,6 +30,19 @@ typedef struct {
    exp_table[d] is exp(beta * s_in * -d) in Q0.31 for a difference d = row max - x in 0..255 (0 where d is beyond
    the overflow radius), precomputed per layer. */
 void mcc_softmax_s8(const mcc_softmax_params *p, const int32_t exp_table[256], const int8_t *in, int8_t *out);
+
+/* ---- float32 tail ops (mcc_float.c) --------------------------------------------------------------------------- */
+
+/* expf and logf bit-identical to glibc's (x86-64, FMA code path; see mcc_float.c), without libm. */
+float mcc_expf(float x);
+float mcc_logf(float x);
+
+/* q.dequantize, int8 -> float32: out[i] = (float)(in[i] - zero_point) * scale (one rounding, as TFLM's double form). */
+void mcc_dequantize_s8_f32(const int8_t *in, float *out, int32_t n, int32_t zero_point, float scale);
+
+/* nn.log_softmax over the last axis, float32, TFLite's reference order: per row the max, the float sum of
+   expf(x - max) in index order, then out = (x - max) - logf(sum). */
+void mcc_log_softmax_f32(const mcc_softmax_params *p, const float *in, float *out);
 
 /* ---- data movement (mcc_data.c) ------------------------------------------------------------------------------ */
 

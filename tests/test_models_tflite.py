@@ -33,12 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 50
 BIT_EXACT = ["mlperf_tiny/vww_96_int8.tflite", "mlperf_tiny/kws_ref_model_int8.tflite",
              "mlperf_tiny/ic_resnet8_int8.tflite", "mlperf_tiny/ad01_int8.tflite", "tflm/person_detect.tflite",
-             "tflm/micro_speech_quantized.tflite", "tflm/hello_world_int8.tflite", "tinyengine/mcunet_vww.tflite"]
+             "tflm/micro_speech_quantized.tflite", "tflm/hello_world_int8.tflite", "tinyengine/mcunet_vww.tflite",
+             "tinyengine/ptq_mnist_lenet-300-100.tflite"]
 UNSUPPORTED = {"tflm/micro_speech_lstm.tflite": "operator #0 (UNIDIRECTIONAL_SEQUENCE_LSTM)",
                "tflm/mnist_lstm_int8.tflite": "operator #0 (UNIDIRECTIONAL_SEQUENCE_LSTM)",
                "tflm/keyword_scrambled.tflite": "operator #1 (SVDF)",
-               "tflm/audio_preprocessor_int8.tflite": "(CUSTOM:Signal",
-               "tinyengine/ptq_mnist_lenet-300-100.tflite": "operator #6 (LOG_SOFTMAX)"}
+               "tflm/audio_preprocessor_int8.tflite": "(CUSTOM:Signal"}
+LENET = "tinyengine/ptq_mnist_lenet-300-100.tflite"
 
 
 def _random_inputs(report: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -58,6 +59,14 @@ def _random_inputs(report: dict, rng: np.random.Generator) -> dict[str, np.ndarr
     return feeds
 
 
+def assert_identical(got: np.ndarray, want: np.ndarray, msg: str) -> None:
+    """Equal arrays; float arrays bit for bit (so -0.0 differs from 0.0 and every last bit counts)."""
+    if got.dtype.kind == "f":
+        np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"), err_msg=msg)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=msg)
+
+
 def _check_bit_exact(model: Path, data: bytes, tmp_path: Path, seed: int) -> None:
     """Compile ``model`` (whose bytes are ``data``) at -O3 and compare 50 random inputs with TFLM."""
     tflm()
@@ -68,7 +77,7 @@ def _check_bit_exact(model: Path, data: bytes, tmp_path: Path, seed: int) -> Non
     got = run_project(project, feeds)
     edge_in, edge_out = integer_edges(data)
     float_out = [i for i in edge_out if i is not None]
-    interp = tflm_interpreter(data, preserve=bool(float_out))
+    interp = tflm_interpreter(data, preserve=any(i is not None for i in (*edge_in, *edge_out)))
     names_in = [s["name"] for s in report["inputs"]]
     names_out = [s["name"] for s in report["outputs"]]
     int_in: list[list[np.ndarray]] = [[] for _ in names_in]
@@ -82,7 +91,7 @@ def _check_bit_exact(model: Path, data: bytes, tmp_path: Path, seed: int) -> Non
         for j, (name, w) in enumerate(zip(names_out, want, strict=False)):
             g = got[name][k:k + 1]
             assert g.dtype == w.dtype and g.shape == w.shape, (name, g.dtype, w.dtype, g.shape, w.shape)
-            np.testing.assert_array_equal(g, w, err_msg=f"{model.name}: output {name}, sample {k}")
+            assert_identical(g, w, f"{model.name}: output {name}, sample {k}")
             int_out[j].append(next(extra) if edge_out[j] is not None else w)
     if float_out:  # the int8 tensors inside the float edges, C fed with TFLM's own quantized input
         specs = [(tuple(s["shape"]), DType(s["dtype"]).np) for s in report["outputs"]]
@@ -99,11 +108,67 @@ def test_model_bit_exact_with_tflm(rel, tmp_path):
 
 
 def test_lenet_without_its_float_log_softmax_bit_exact_with_tflm(tmp_path):
-    """ptq_mnist_lenet ends in a float LOG_SOFTMAX after DEQUANTIZE (not supported); everything before it is."""
+    """ptq_mnist_lenet ends in a float LOG_SOFTMAX after DEQUANTIZE; the int8 tensor before DEQUANTIZE matches too."""
     data = drop_trailing_ops(model_path("tinyengine/ptq_mnist_lenet-300-100.tflite").read_bytes(), 1)
     model = tmp_path / "lenet_until_dequantize.tflite"
     model.write_bytes(data)
     _check_bit_exact(model, data, tmp_path, seed=99)
+
+
+def _mnist_digits() -> tuple[np.ndarray, list[int]]:
+    """The three real MNIST digits shipped with ONNX's mnist-8 (pixels 0..255) and the labels mnist-8 gives them."""
+    import onnx
+    from onnx import numpy_helper
+
+    sets = sorted(model_path("onnx/mnist-8.onnx").parent.glob("mnist-8_test_data_set_*"))
+    images = [numpy_helper.to_array(onnx.load_tensor(str(s / "input_0.pb"))) for s in sets]
+    labels = [int(np.argmax(numpy_helper.to_array(onnx.load_tensor(str(s / "output_0.pb"))))) for s in sets]
+    return np.concatenate(images).reshape(-1, 28, 28, 1), labels
+
+
+def test_lenet_float_log_softmax_tail_equals_interpreter_and_tflm(tmp_path):
+    """The float DEQUANTIZE → LOG_SOFTMAX tail: C (also under ASan/UBSan), interpreter and TFLM agree bit for bit.
+
+    Inputs: 50 seeded random images (floats 5 % beyond the input quantizer's [0, 1] range) and the three real MNIST
+    digits of mnist-8 scaled to [0, 1] (the lenet's input quantization covers [0, 1]), which it must classify as
+    mnist-8 does. The interpreter runs the integer graph the C was generated from, on TFLM's own quantized input.
+    """
+    from compiler.driver import compile_graph, model_name, prepare_model
+    from compiler.interpreter import run
+    from compiler.targets import get_target
+
+    path = model_path(LENET)
+    tflm()
+    prepared = prepare_model(path, opt_level=3)
+    g = prepared.graph
+    assert [op.kind for op in g.ops if op.kind != "const"][-2:] == ["q.dequantize", "nn.log_softmax"]
+    project = tmp_path / "c"
+    name = model_name(path, None)
+    compile_graph(g, project, name=name, target=get_target("cortex-m7"), ins=prepared.inputs,
+                  outs=prepared.outputs, source=path.name, opt_level=3, pipeline=prepared.pipeline)
+    rng = np.random.default_rng(2024)
+    digits, labels = _mnist_digits()
+    images = np.concatenate([rng.uniform(-0.05, 1.05, (SAMPLES, 28, 28, 1)), digits / np.float32(255.0)])
+    images = images.astype(np.float32)[:, None]  # [N, 1, 28, 28, 1]: N samples of the model's input shape
+    interp = tflm_interpreter(path, preserve=True)
+    (quantize_result,), _ = integer_edges(path.read_bytes())
+    assert quantize_result is not None
+    want, int_in = [], []
+    for x in images:
+        out, q = tflm_run(interp, [x], 1, (quantize_result,))
+        want.append(out)
+        int_in.append(q.reshape(g.inputs[0].type.shape))
+    want_all = np.concatenate(want)
+    specs = [(g.outputs[0].type.shape, np.float32)]
+    for sanitize in (False, True):
+        (got,) = run_host(project, name, [np.stack(int_in)], sanitize=sanitize, output_specs=specs)
+        assert_identical(got.reshape(want_all.shape), want_all, f"C (sanitize={sanitize}) vs TFLM")
+    for k, q in enumerate(int_in):
+        (ref,) = run(g, [q])
+        assert_identical(ref.reshape(want[k].shape), want[k], f"interpreter vs TFLM, sample {k}")
+    assert np.argmax(want_all[SAMPLES:], axis=-1).tolist() == labels
+    # The outputs are log-probabilities: every row's exp sums to about 1.
+    np.testing.assert_allclose(np.exp(want_all.astype(np.float64)).sum(-1), 1.0, rtol=1e-5)
 
 
 # -- TFLM's person-detection samples -------------------------------------------------------------------------------

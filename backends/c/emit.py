@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.c.lower import ConstArray, Program
+from backends.c.lower import CTYPES, ConstArray, Program
 from compiler import __version__
 from compiler.ir import Value
 from compiler.memory import MemoryPlan
@@ -28,6 +28,11 @@ class IOBinding:
     field: str
     value: Value
     doc: str
+
+    @property
+    def ctype(self) -> str:
+        """C element type of the buffer (``int8_t`` for quantized tensors, ``float`` for a float tail's output)."""
+        return CTYPES[self.value.type.dtype.np]
 
 
 def _banner(source: str) -> str:
@@ -72,8 +77,8 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
         h.append(f"/* input  .{io.field}: {io.doc} */\n")
     for io in outputs:
         h.append(f"/* output .{io.field}: {io.doc} */\n")
-    in_fields = "".join(f"    const int8_t *{io.field};\n" for io in inputs)
-    out_fields = "".join(f"    int8_t *{io.field};\n" for io in outputs)
+    in_fields = "".join(f"    const {io.ctype} *{io.field};\n" for io in inputs)
+    out_fields = "".join(f"    {io.ctype} *{io.field};\n" for io in outputs)
     h.append(f"typedef struct {{\n{in_fields}}} {p}_inputs;\n")
     h.append(f"typedef struct {{\n{out_fields}}} {p}_outputs;\n\n")
     h.append(f"/* Runs one inference. arena: NULL to use the built-in static arena, or {P}_ARENA_BYTES bytes\n"
@@ -81,7 +86,7 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
              f"int {p}_run(const {p}_inputs *in, {p}_outputs *out, uint8_t *arena);\n")
     if len(inputs) == 1 and len(outputs) == 1:
         h.append(f"\n/* One input, one output: the same as {p}_run with the static arena. */\n"
-                 f"int {p}_invoke(const int8_t *input, int8_t *output);\n")
+                 f"int {p}_invoke(const {inputs[0].ctype} *input, {outputs[0].ctype} *output);\n")
     h.append(f"\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {P}_H */\n")
     put(f"{p}.h", "".join(h))
 
@@ -112,7 +117,7 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
         c.append(f"    memcpy(out->{io.field}, arena + {plan.offset(io.value)}, {io.value.type.nbytes});\n")
     c.append("    return 0;\n}\n")
     if len(inputs) == 1 and len(outputs) == 1:
-        c.append(f"\nint {p}_invoke(const int8_t *input, int8_t *output) {{\n"
+        c.append(f"\nint {p}_invoke(const {inputs[0].ctype} *input, {outputs[0].ctype} *output) {{\n"
                  f"    {p}_inputs in;\n    {p}_outputs out;\n"
                  f"    in.{inputs[0].field} = input;\n    out.{outputs[0].field} = output;\n"
                  f"    return {p}_run(&in, &out, NULL);\n}}\n")
@@ -127,7 +132,8 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
          "   wall time of those N runs) to stderr; `mcc compare` times inferences this way. */\n",
          "#define _POSIX_C_SOURCE 199309L\n\n",
          "#include <stdio.h>\n#include <stdlib.h>\n#include <time.h>\n\n", f"#include \"{p}.h\"\n\n",
-         f"static int8_t in_buf[{total_in}];\nstatic int8_t out_buf[{total_out}];\n\n",
+         f"static int8_t in_buf[{total_in}] __attribute__((aligned(8)));\n"
+         f"static int8_t out_buf[{total_out}] __attribute__((aligned(8)));\n\n",
          "int main(int argc, char **argv) {\n",
          "    if (argc != 4) {\n        fprintf(stderr, \"usage: %s IN OUT COUNT\\n\", argv[0]);\n"
          "        return 2;\n    }\n",
@@ -137,11 +143,11 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
          f"    {p}_inputs in;\n    {p}_outputs out;\n"]
     off: list[str] = []
     for io in inputs:
-        m.append(f"    in.{io.field} = in_buf{' + ' + ' + '.join(off) if off else ''};\n")
+        m.append(f"    in.{io.field} = (void *)(in_buf{' + ' + ' + '.join(off) if off else ''});\n")
         off.append(f"{P}_INPUT_{io.field.upper()}_BYTES")
     off = []
     for io in outputs:
-        m.append(f"    out.{io.field} = out_buf{' + ' + ' + '.join(off) if off else ''};\n")
+        m.append(f"    out.{io.field} = (void *)(out_buf{' + ' + ' + '.join(off) if off else ''});\n")
         off.append(f"{P}_OUTPUT_{io.field.upper()}_BYTES")
     m += ["    for (long i = 0; i < count; ++i) {\n",
           "        if (fread(in_buf, 1, sizeof in_buf, fi) != sizeof in_buf) {\n"
@@ -209,7 +215,7 @@ else
   BUILD := build/$(TARGET)
 endif
 
-CFLAGS += $(WARN) $(OPT) $(ARCH) $(SAN) -ffunction-sections -fdata-sections
+CFLAGS += $(WARN) $(OPT) $(ARCH) $(SAN) -ffp-contract=off -ffunction-sections -fdata-sections
 OBJS   := $(SRCS:%.c=$(BUILD)/%.o)
 
 ifeq ($(TARGET),host)

@@ -68,8 +68,8 @@ def _guard_main(prefix: str, ins: Sequence[str], outs: Sequence[str]) -> str:
         f"#define GUARD {GUARD_BYTES}",
         f"#define ARENA {P}_ARENA_BYTES",
         f"static uint8_t region[GUARD + ARENA + GUARD] __attribute__((aligned({GUARD_BYTES})));",
-        f"static int8_t in_buf[{in_total} + 1];",
-        f"static int8_t out_buf[{out_total} + 1];",
+        f"static int8_t in_buf[{in_total} + 1] __attribute__((aligned(8)));",
+        f"static int8_t out_buf[{out_total} + 1] __attribute__((aligned(8)));",
         "",
         "int main(int argc, char **argv) {",
         "    static const int patterns[] = {" + ", ".join(f"0x{x:02X}" for x in PATTERNS) + "};",
@@ -92,11 +92,11 @@ def _guard_main(prefix: str, ins: Sequence[str], outs: Sequence[str]) -> str:
     ]
     off = "0"
     for f in ins:
-        lines.append(f"    in.{f} = in_buf + {off};")
+        lines.append(f"    in.{f} = (void *)(in_buf + {off});")
         off += f" + {P}_INPUT_{f.upper()}_BYTES"
     off = "0"
     for f in outs:
-        lines.append(f"    out.{f} = out_buf + {off};")
+        lines.append(f"    out.{f} = (void *)(out_buf + {off});")
         off += f" + {P}_OUTPUT_{f.upper()}_BYTES"
     lines += [
         '    printf("arena %d\\n", (int)ARENA);',
@@ -141,7 +141,8 @@ def build_guard(project_dir: Path, prefix: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     exe = out_dir / f"{prefix}_guard"
     cc = shutil.which("cc") or shutil.which("gcc") or "cc"
-    args = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-I", str(project_dir), *sources, "-o", str(exe)]
+    args = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-ffp-contract=off", "-I", str(project_dir), *sources,
+            "-o", str(exe)]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])

@@ -1,4 +1,4 @@
-"""``nn.softmax``: ``exp(beta * x) / sum(exp(beta * x))`` along one axis.
+"""``nn.softmax``: ``exp(beta * x) / sum(exp(beta * x))`` along one axis; ``nn.log_softmax``: its logarithm (float32).
 
 Float tensors use the numerically stable form (subtract the row maximum) in float32. int8 tensors follow
 TFLite/TFLM's integer reference ``Softmax`` bit for bit:
@@ -22,6 +22,7 @@ import numpy as np
 from compiler.ir import DType, Op, TensorType
 from compiler.opdef import AttrKind, AttrSpec, Inferred, OpDef, attr, register_op
 from compiler.ops import fixedpoint as fp
+from compiler.ops import libm
 from compiler.ops._common import check_quant_consistency, per_tensor, require
 from compiler.quant import quantize_multiplier
 
@@ -137,4 +138,45 @@ SOFTMAX = register_op(OpDef(
         AttrSpec("beta", AttrKind.FLOAT, 1.0, "inverse temperature applied to the input"),
     ),
     infer=_infer, verify=_verify, reference=_reference,
+))
+
+
+# -- nn.log_softmax --------------------------------------------------------------------------------------------------
+def log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    """TFLite's float ``LogSoftmax`` over the last axis of a float32 array, in its operation order.
+
+    Per row: the maximum; the float32 sum of ``expf(x - max)`` added in index order; ``log_sum = logf(sum)``;
+    ``out = (x - max) - log_sum``. ``expf``/``logf`` are glibc's (:mod:`compiler.ops.libm`), as TFLM calls them.
+    """
+    xf = np.asarray(x, dtype=np.float32)
+    if xf.size == 0:
+        return xf.copy()
+    shifted = xf - xf.max(axis=-1, keepdims=True)  # max of non-NaN floats: the same as TFLite's running std::max
+    e = libm.expf_array(shifted)
+    total = np.zeros(xf.shape[:-1], dtype=np.float32)
+    for i in range(xf.shape[-1]):  # sequential float32 adds, like the reference loop
+        total = (total + e[..., i]).astype(np.float32)
+    log_sum = libm.logf_array(total)
+    return (shifted - log_sum[..., None]).astype(np.float32)
+
+
+def _log_softmax_verify(op: Op) -> None:
+    x = op.operands[0]
+    rank = x.type.rank
+    require(rank >= 1, op, "input must have at least one dimension")
+    require(-rank <= attr(op, "axis") < rank, op, f"axis {attr(op, 'axis')} is out of range for rank {rank}")
+    require(x.type.dtype is DType.FLOAT32, op, f"element type must be f32, got {x.type.dtype.value}")
+
+
+def _log_softmax_reference(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    x = np.moveaxis(inputs[0], _axis(op), -1)
+    return [np.ascontiguousarray(np.moveaxis(log_softmax_rows(x), -1, _axis(op)))]
+
+
+LOG_SOFTMAX = register_op(OpDef(
+    name="nn.log_softmax",
+    summary="log(softmax(x)) along axis, float32, in TFLite's float reference order with glibc's expf/logf",
+    operands=("input",),
+    attrs=(AttrSpec("axis", AttrKind.INT, -1, "axis the normalisation runs along"),),
+    infer=_infer, verify=_log_softmax_verify, reference=_log_softmax_reference,
 ))
