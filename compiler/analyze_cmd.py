@@ -19,6 +19,7 @@ from compiler.analysis import LayerRow, layer_table
 from compiler.errors import MccError
 from compiler.memory import MemoryPlan, plan_from_ir
 from compiler.passmanager import PassManager, parse_pipeline
+from compiler.pipelines import PatchOptions, add_patch_arguments, patch_options
 from compiler.targets import Target, get_target
 
 HOST_LIMIT = 1 << 40
@@ -39,6 +40,8 @@ class Analysis:
     flash_bytes: int
     flash_note: str
     """Empty, or why ``flash_bytes`` counts the weights alone (the graph could not be lowered to C)."""
+    patch_stage: dict[str, Any] | None = None
+    """What ``patch-stage`` decided (split, patches, arenas and MACs with and without), when it ran."""
 
     @property
     def macs(self) -> int:
@@ -67,13 +70,13 @@ class Analysis:
 
 
 def analyze(path: Path, *, target: str = "cortex-m7", sram: int | None = None, flash: int | None = None,
-            opt_level: int = 2, calibration: str | None = None) -> Analysis:
+            opt_level: int = 2, calibration: str | None = None, patch: PatchOptions | None = None) -> Analysis:
     """Prepare ``path`` as compilation would, plan its memory and collect the per-layer figures."""
     from backends.c.lower import lower
     from compiler.driver import check_integer, model_name, prepare_model
 
     tgt = get_target(target, sram=sram, flash=flash)
-    prepared = prepare_model(path, opt_level=opt_level, target=tgt.name, calibration=calibration)
+    prepared = prepare_model(path, opt_level=opt_level, target=tgt.name, calibration=calibration, patch=patch)
     graph = prepared.graph
     if graph.arena_bytes is None:
         PassManager(parse_pipeline("plan-memory")).run(graph)
@@ -86,7 +89,19 @@ def analyze(path: Path, *, target: str = "cortex-m7", sram: int | None = None, f
         flash_bytes, note = sum(a.array.nbytes for a in (*program.weights, *program.tables)), ""
     except MccError as e:
         flash_bytes, note = weights, f"weights only: {e}"
-    return Analysis(path.name, tgt, opt_level, prepared.pipeline, rows, plan, weights, flash_bytes, note)
+    return Analysis(path.name, tgt, opt_level, prepared.pipeline, rows, plan, weights, flash_bytes, note,
+                    prepared.notes.get("patch_stage"))
+
+
+def _patch_line(a: Analysis) -> list[str]:
+    ps = a.patch_stage
+    if ps is None:
+        return []
+    if ps["patches"] == 1:
+        return [f"patch stage: per-layer inference kept (no split and patch count within the MAC limit gives a "
+                f"smaller arena than {ps['per_layer_arena_bytes']:,} B)"]
+    return [f"patch stage: the first {ps['split']} kernel ops in {ps['patches']}x{ps['patches']} tiles, MAC overhead "
+            f"{100 * ps['mac_overhead']:.1f}% (per-layer arena {ps['per_layer_arena_bytes']:,} B)"]
 
 
 def to_json(a: Analysis) -> dict[str, Any]:
@@ -99,6 +114,7 @@ def to_json(a: Analysis) -> dict[str, Any]:
                    "flash_bytes": a.target.flash_bytes},
         "opt_level": a.opt_level,
         "pipeline": a.pipeline,
+        "patch_stage": a.patch_stage,
         "layers": [{**asdict(r), "shape": list(r.shape)} for r in a.rows],
         "peak_layer": None if peak is None else {"layer": a.rows.index(peak), "name": peak.name, "op": peak.op},
         "totals": {"macs": a.macs, "weight_bytes": a.weight_bytes, "flash_bytes": a.flash_bytes,
@@ -143,6 +159,7 @@ def format_table(a: Analysis) -> str:
            f"layers {len(a.rows)}, MACs {a.macs:,}, weights {a.weight_bytes:,} B",
            f"arena {a.plan.arena_bytes:,} B (peak{where}; scratch inside it, largest {a.scratch_bytes:,} B), "
            f"lower bound {a.plan.lower_bound:,} B, gap {a.plan.gap_bytes:,} B (placement: {a.plan.placement})",
+           *_patch_line(a),
            f"SRAM  {a.sram_bytes:>12,} B of {t.sram_bytes:>14,} B  {sram_ok}",
            f"flash {a.flash_bytes:>12,} B of {t.flash_bytes:>14,} B  {flash_ok}"
            + (f"  ({a.flash_note})" if a.flash_note else "")]
@@ -194,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=2, metavar="LEVEL",
                    help="optimisation level 0-3 (default 2)")
     p.add_argument("--calibration", metavar="FILE", help="representative inputs for quantizing a float model")
+    add_patch_arguments(p)
     p.add_argument("--plot", metavar="PNG", help="write a bar chart of live SRAM per layer (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="print the analysis as JSON instead of a table")
     return p
@@ -203,7 +221,7 @@ def cmd_analyze(argv: list[str]) -> int:
     """``mcc analyze``: print the table (or JSON) and optionally write the plot; 0 whether or not the model fits."""
     args = _parser().parse_args(argv)
     a = analyze(Path(args.model), target=args.target, sram=args.sram, flash=args.flash, opt_level=args.opt_level,
-                calibration=args.calibration)
+                calibration=args.calibration, patch=patch_options(args))
     if args.plot:
         plot_memory(a, Path(args.plot))
     if args.json:

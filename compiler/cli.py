@@ -21,6 +21,7 @@ from pathlib import Path
 from compiler import __version__
 from compiler.errors import MccError, PipelineError
 from compiler.ir import Graph
+from compiler.pipelines import add_patch_arguments, patch_options
 
 SUBCOMMANDS = ("opt", "run", "analyze", "compare", "passes", "ops")
 
@@ -47,6 +48,7 @@ def _opt_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="do not run the verifier after each pass")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import a module or .py file that registers passes (repeatable)")
+    add_patch_arguments(p)
     p.add_argument("--reproducer-dir", default="mcc-reproducers", metavar="DIR",
                    help="where a failing pass writes its reproducer (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -83,6 +85,7 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="C symbol prefix (default: from the file name)")
     p.add_argument("--sram", type=int, metavar="BYTES", help="override the target's SRAM budget")
     p.add_argument("--flash", type=int, metavar="BYTES", help="override the target's flash budget")
+    add_patch_arguments(p)
     p.add_argument("--reproducer-dir", default="mcc-reproducers", metavar="DIR",
                    help="where a failing pass writes its reproducer (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -134,7 +137,7 @@ def _cmd_compile(argv: list[str]) -> int:
 
     report = compile_model(Path(args.model), Path(args.output), opt_level=args.opt_level, target=args.target,
                            calibration=args.calibration, name=args.name, sram=args.sram, flash=args.flash,
-                           reproducer_dir=Path(args.reproducer_dir))
+                           reproducer_dir=Path(args.reproducer_dir), patch=patch_options(args))
     t = report["target"]
     print(f"mcc: wrote {args.output}: {report['name']}.c/.h for {t['name']}; peak SRAM {report['peak_sram_bytes']:,} B "
           f"of {t['sram_bytes']:,}, flash (constants) {report['flash_bytes']:,} B, {report['macs']:,} MACs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from compiler.errors import DoesNotFitError, MccError, UnsupportedOpError
 from compiler.ir import DType, Graph, Value
 from compiler.memory import plan_from_ir
 from compiler.passmanager import PassContext, PassManager, parse_pipeline
-from compiler.pipelines import opt_pipeline
+from compiler.pipelines import PatchOptions, opt_pipeline
 from compiler.targets import Target, get_target
 
 REPORT_VERSION = 1
@@ -181,7 +181,8 @@ def check_integer(graph: Graph) -> None:
 
 
 def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins: list[IOSpec],
-                  outs: list[IOSpec], source: str, opt_level: int, pipeline: str) -> dict[str, Any]:
+                  outs: list[IOSpec], source: str, opt_level: int, pipeline: str,
+                  notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plan, lower and write an integer graph as a C project in ``out_dir``; returns the report."""
     from backends.c.emit import IOBinding, write_project
     from backends.c.lower import lower
@@ -191,7 +192,7 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
         PassManager(parse_pipeline("plan-memory")).run(graph)
         pipeline = ",".join(p for p in (pipeline, "plan-memory") if p)
     plan = plan_from_ir(graph)
-    program = lower(graph, plan, name)
+    program = lower(graph, plan, name, {graph.inputs[i]: s.c_field for i, s in enumerate(ins)})
     weights_bytes = sum(a.array.nbytes for a in program.weights)
     tables_bytes = sum(a.array.nbytes for a in program.tables)
     peak_index = int(np.argmax(plan.live_bytes)) if plan.live_bytes else 0
@@ -215,6 +216,7 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
         "outputs": [asdict(s) for s in outs],
         "lower_bound_bytes": plan.lower_bound,
         "shared_bytes": plan.shared_bytes(),
+        "patch_stage": (notes or {}).get("patch_stage"),
         "layers": [{**asdict(r), "shape": list(r.shape)} for r in layer_table(graph, plan)],
     }
     if report["peak_sram_bytes"] > target.sram_bytes or report["flash_bytes"] > target.flash_bytes:
@@ -278,26 +280,30 @@ class PreparedModel:
     inputs: list[IOSpec]
     outputs: list[IOSpec]
     pipeline: str
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What the passes decided (``patch_stage``: split, patches, arenas and MACs with and without)."""
 
 
 def prepare_model(path: Path, *, opt_level: int = 2, target: str = "cortex-m7", calibration: str | None = None,
-                  reproducer_dir: Path | None = None) -> PreparedModel:
+                  reproducer_dir: Path | None = None, patch: PatchOptions | None = None) -> PreparedModel:
     """Load a model, lower it to integers and optimise it: the graph the C code will compute, bit for bit."""
     model = load_model(path)
     graph = model.graph
-    pipeline = ",".join(p for p in (lowering_pipeline(graph, calibration), opt_pipeline(opt_level)) if p)
-    PassManager(parse_pipeline(pipeline), PassContext(target=target, opt_level=opt_level),
-                reproducer_dir=reproducer_dir).run(graph)
+    pipeline = ",".join(p for p in (lowering_pipeline(graph, calibration), opt_pipeline(opt_level, patch)) if p)
+    ctx = PassContext(target=target, opt_level=opt_level)
+    PassManager(parse_pipeline(pipeline), ctx, reproducer_dir=reproducer_dir).run(graph)
     ins, outs = split_io(graph, model)
-    return PreparedModel(graph, ins, outs, pipeline)
+    return PreparedModel(graph, ins, outs, pipeline, ctx.notes)
 
 
 def compile_model(path: Path, out_dir: Path, *, opt_level: int = 2, target: str = "cortex-m7",
                   calibration: str | None = None, name: str | None = None, sram: int | None = None,
-                  flash: int | None = None, reproducer_dir: Path | None = None) -> dict[str, Any]:
+                  flash: int | None = None, reproducer_dir: Path | None = None,
+                  patch: PatchOptions | None = None) -> dict[str, Any]:
     """The whole ``mcc MODEL -O3 --target T -o DIR`` compilation; returns the report written to DIR/report.json."""
     tgt = get_target(target, sram=sram, flash=flash)
     prepared = prepare_model(path, opt_level=opt_level, target=tgt.name, calibration=calibration,
-                             reproducer_dir=reproducer_dir)
+                             reproducer_dir=reproducer_dir, patch=patch)
     return compile_graph(prepared.graph, out_dir, name=model_name(path, name), target=tgt, ins=prepared.inputs,
-                         outs=prepared.outputs, source=path.name, opt_level=opt_level, pipeline=prepared.pipeline)
+                         outs=prepared.outputs, source=path.name, opt_level=opt_level, pipeline=prepared.pipeline,
+                         notes=prepared.notes)

@@ -39,6 +39,8 @@ SCHEDULE_STATES = 50_000
 """State budget of the exact schedule search; beyond it the search keeps a beam per level."""
 
 LOCAL_SEARCH_STEPS = 400
+LOCAL_SEARCH_WORK = 40_000
+"""Local-search steps times buffers: large graphs (tiled stages) get fewer steps."""
 EXACT_PLACEMENT_NODES = 20_000
 
 
@@ -108,18 +110,37 @@ def is_activation(v: Value) -> bool:
     return v.producer is None or v.producer.kind != "const"
 
 
+def alias_source(graph: Graph, op: Op) -> Value | None:
+    """The operand whose bytes ``op``'s result reuses, if any: the operand of a reshape, flatten or identity, and
+    the ``full`` tensor of an ``nn.insert`` that is the only user of an earlier insert's result (so a chain of
+    inserts fills one buffer in place)."""
+    if op.kind in ALIAS_KINDS and op.operands and is_activation(op.operands[0]):
+        return op.operands[0]
+    if op.kind == "nn.insert" and len(op.operands) == 2:
+        full = op.operands[1]
+        p = full.producer
+        if p is not None and p.kind == "nn.insert" and len(full.uses) == 1 and not graph.is_output(full):
+            return full
+    return None
+
+
+def streamed_inputs(graph: Graph) -> set[Value]:
+    """Graph inputs read only by streamed slices (``nn.slice {stream = true}``): they never enter the arena."""
+    return {v for v in graph.inputs
+            if v.uses and all(u.op.kind == "nn.slice" and u.op.attrs.get("stream") is True for u in v.uses)}
+
+
 def buffer_roots(graph: Graph) -> dict[Value, Value]:
-    """For every activation, the value whose buffer holds it (itself, or an alias chain's first value)."""
-    root: dict[Value, Value] = {v: v for v in graph.inputs}
+    """For every activation in the arena, the value whose buffer holds it (itself, or an alias chain's first
+    value). Streamed graph inputs are not in the arena and not in the result."""
+    streamed = streamed_inputs(graph)
+    root: dict[Value, Value] = {v: v for v in graph.inputs if v not in streamed}
     for op in graph.ops:
         for r in op.results:
             if not is_activation(r):
                 continue
-            src = op.operands[0] if op.operands else None
-            if op.kind in ALIAS_KINDS and src is not None and is_activation(src):
-                root[r] = root[src]
-            else:
-                root[r] = r
+            src = alias_source(graph, op)
+            root[r] = root[src] if src is not None else r
     return root
 
 
@@ -286,7 +307,7 @@ class _Problem:
             ysize = align(op.result.type.nbytes) if ods else 0
             self.overlap.append(tuple((self.users[rid[r]], pairwise_saving(align(d), self.size[rid[r]], ysize))
                                       for r, d in ods.items()))
-        inputs = [rid[v] for v in graph.inputs]
+        inputs = [rid[v] for v in graph.inputs if v in root]
         self.entry = sum(self.size[k] for k in set(inputs))
         self.resident0 = sum(self.size[k] for k in set(inputs) if self.users[k] or self.pinned[k])
 
@@ -562,7 +583,7 @@ def _place_with(placer: _Placer, n_ops: int, bound: int) -> tuple[list[int], int
             return best_off, best_top, exact
     rng = random.Random(0)
     current = list(best_order)
-    for _ in range(LOCAL_SEARCH_STEPS):
+    for _ in range(min(LOCAL_SEARCH_STEPS, LOCAL_SEARCH_WORK // max(n, 1))):
         cand = list(current)
         a, b = rng.randrange(n), rng.randrange(n)
         cand.insert(b, cand.pop(a))
@@ -627,6 +648,10 @@ def plan_from_ir(graph: Graph) -> MemoryPlan:
         for r in op.results:
             if r not in root and r.offset is not None:
                 raise VerifyError(f"{op.label}: constant %{r.name} cannot have an arena offset")
+    for v in streamed_inputs(graph):
+        if v.offset is not None:
+            raise VerifyError(f"memory plan: %{v.name} is streamed (read region by region from outside the arena) "
+                              "and cannot have an arena offset")
     scratch: dict[Op, int] = {}
     for op in graph.ops:
         need = scratch_bytes(op) if op.kind != "const" else 0

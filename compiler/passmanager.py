@@ -38,6 +38,8 @@ class PassContext:
 
     target: str | None = None
     opt_level: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What passes decided, for the report (e.g. ``patch_stage``: the split and patch count chosen)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ BUILTIN_PASSES: dict[str, str] = {
     "quantize": "passes.quantize:Quantize",
     "schedule-memory": "passes.schedule_memory:ScheduleMemory",
     "plan-memory": "passes.plan_memory:PlanMemory",
+    "patch-stage": "passes.patch_stage:PatchStage",
 }
 """Built-in pass names and where their classes live (imported on first use)."""
 

@@ -63,3 +63,28 @@ void mcc_resize_nearest_s8(const mcc_resize_params *p, const int32_t *rows, cons
         }
     }
 }
+
+void mcc_box_copy(const mcc_box_params *p, const void *src, void *dst) {
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    const size_t row = (size_t)p->size_d3 * p->elem_bytes;
+    for (int32_t i0 = 0; i0 < p->size_d0; ++i0) {
+        for (int32_t i1 = 0; i1 < p->size_d1; ++i1) {
+            for (int32_t i2 = 0; i2 < p->size_d2; ++i2) {
+                const size_t si = (((size_t)(p->src_b0 + i0) * p->src_d1 + (p->src_b1 + i1)) * p->src_d2 +
+                                   (p->src_b2 + i2)) * p->src_d3 + p->src_b3;
+                const size_t di = (((size_t)(p->dst_b0 + i0) * p->dst_d1 + (p->dst_b1 + i1)) * p->dst_d2 +
+                                   (p->dst_b2 + i2)) * p->dst_d3 + p->dst_b3;
+                memcpy(d + di * p->elem_bytes, s + si * p->elem_bytes, row);
+            }
+        }
+    }
+}
+
+void mcc_read_region(const mcc_box_params *p, const void *in, mcc_input_reader read, void *user, void *dst) {
+    if (read != NULL) {
+        read(user, p->src_b1, p->src_b2, p->size_d1, p->size_d2, dst);
+    } else {
+        mcc_box_copy(p, in, dst);
+    }
+}

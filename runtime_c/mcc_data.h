@@ -50,6 +50,27 @@ void mcc_log_softmax_f32(const mcc_softmax_params *p, const float *in, float *ou
 void mcc_copy(const int8_t *in, int8_t *out, int32_t n);
 
 typedef struct {
+    int32_t size_d0, size_d1, size_d2, size_d3; /* the box (rank < 4 padded with leading 1s) */
+    int32_t src_d1, src_d2, src_d3;             /* source shape (its first dimension does not matter) */
+    int32_t src_b0, src_b1, src_b2, src_b3;     /* where the box starts in the source */
+    int32_t dst_d1, dst_d2, dst_d3;             /* destination shape */
+    int32_t dst_b0, dst_b1, dst_b2, dst_b3;     /* where the box starts in the destination */
+    int32_t elem_bytes;
+} mcc_box_params;
+
+/* Copies a box of elements between two row-major tensors (nn.slice: out of the source; nn.insert: into the
+   destination), one memcpy per innermost row. */
+void mcc_box_copy(const mcc_box_params *p, const void *src, void *dst);
+
+/* The application's source of a streamed input: copy rows [y, y + h) and columns [x, x + w) of the input, every
+   channel, NHWC, into dst (h * w * channels elements, row after row). */
+typedef void (*mcc_input_reader)(void *user, int32_t y, int32_t x, int32_t h, int32_t w, void *dst);
+
+/* A streamed slice: the region through read(user, ...) when read is not NULL, else out of the full input in the
+   application's memory (in). */
+void mcc_read_region(const mcc_box_params *p, const void *in, mcc_input_reader read, void *user, void *dst);
+
+typedef struct {
     int32_t in_d0, in_d1, in_d2, in_d3;     /* input shape (rank < 4 padded with leading 1s) */
     int32_t out_d0, out_d1, out_d2, out_d3; /* output shape */
     int32_t pad_d0, pad_d1, pad_d2, pad_d3; /* elements inserted before the input along each axis */

@@ -15,6 +15,7 @@ import numpy as np
 
 from backends.c.lower import CTYPES, ConstArray, Program
 from compiler import __version__
+from compiler.errors import UnsupportedOpError
 from compiler.ir import Value
 from compiler.memory import MemoryPlan
 
@@ -64,6 +65,9 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
         written.append(path)
 
     arena = max(plan.arena_bytes, 8)
+    streamed = [io for io in inputs if io.value not in plan.offsets]
+    if len(streamed) > 1 or (streamed and len(inputs) > 1):
+        raise UnsupportedOpError("a streamed input is supported for single-input models only")
     # -- header
     h = [_banner(source), f"#ifndef {P}_H\n#define {P}_H\n\n#include <stdint.h>\n\n",
          "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n",
@@ -84,6 +88,13 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     h.append(f"/* Runs one inference. arena: NULL to use the built-in static arena, or {P}_ARENA_BYTES bytes\n"
              f"   aligned to 8 that the caller owns. Returns 0. Not reentrant with the static arena. */\n"
              f"int {p}_run(const {p}_inputs *in, {p}_outputs *out, uint8_t *arena);\n")
+    if streamed:
+        h.append(f"\n/* Streamed input (--stream-input): the input never enters the arena. {p}_run reads its regions\n"
+                 f"   out of in->{streamed[0].field}; {p}_run_streamed asks read(user, y, x, h, w, dst) for each\n"
+                 f"   patch instead: copy rows [y, y+h) and columns [x, x+w) of the input, every channel, NHWC int8,\n"
+                 f"   row after row into dst (e.g. from a camera's row buffers). */\n"
+                 f"#include \"mcc_data.h\"\n"
+                 f"int {p}_run_streamed(mcc_input_reader read, void *user, {p}_outputs *out, uint8_t *arena);\n")
     if len(inputs) == 1 and len(outputs) == 1:
         h.append(f"\n/* One input, one output: the same as {p}_run with the static arena. */\n"
                  f"int {p}_invoke(const {inputs[0].ctype} *input, {outputs[0].ctype} *output);\n")
@@ -107,15 +118,25 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
         fields = "".join(f"    .{k} = {v},\n" for k, v in ps.fields.items())
         c.append(f"static const {ps.ctype} {ps.symbol} = {{\n{fields}}};\n")
     c.append(f"\nstatic uint8_t {p}_static_arena[{P}_ARENA_BYTES] MCC_ALIGNED(8);\n\n")
-    c.append(f"int {p}_run(const {p}_inputs *in, {p}_outputs *out, uint8_t *arena) {{\n"
-             f"    if (arena == NULL) {{\n        arena = {p}_static_arena;\n    }}\n")
+    if streamed:
+        c.append(f"static int {p}_body(const {p}_inputs *in, mcc_input_reader read, void *user, {p}_outputs *out,\n"
+                 f"                    uint8_t *arena) {{\n")
+    else:
+        c.append(f"int {p}_run(const {p}_inputs *in, {p}_outputs *out, uint8_t *arena) {{\n")
+    c.append(f"    if (arena == NULL) {{\n        arena = {p}_static_arena;\n    }}\n")
     for io in inputs:
-        c.append(f"    memcpy(arena + {plan.offset(io.value)}, in->{io.field}, {io.value.type.nbytes});\n")
+        if io.value in plan.offsets:
+            c.append(f"    memcpy(arena + {plan.offset(io.value)}, in->{io.field}, {io.value.type.nbytes});\n")
     for i, call in enumerate(program.calls, 1):
         c.append(f"    /* {i}: {call.comment} */\n    {call.kernel}({', '.join(call.args)});\n")
     for io in outputs:
         c.append(f"    memcpy(out->{io.field}, arena + {plan.offset(io.value)}, {io.value.type.nbytes});\n")
     c.append("    return 0;\n}\n")
+    if streamed:
+        c.append(f"\nint {p}_run(const {p}_inputs *in, {p}_outputs *out, uint8_t *arena) {{\n"
+                 f"    return {p}_body(in, NULL, NULL, out, arena);\n}}\n"
+                 f"\nint {p}_run_streamed(mcc_input_reader read, void *user, {p}_outputs *out, uint8_t *arena) {{\n"
+                 f"    return {p}_body(NULL, read, user, out, arena);\n}}\n")
     if len(inputs) == 1 and len(outputs) == 1:
         c.append(f"\nint {p}_invoke(const {inputs[0].ctype} *input, {outputs[0].ctype} *output) {{\n"
                  f"    {p}_inputs in;\n    {p}_outputs out;\n"

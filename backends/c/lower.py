@@ -107,12 +107,16 @@ def c_identifier(text: str, used: set[str]) -> str:
 class LowerContext:
     """What an emitter may ask for while lowering one op."""
 
-    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str) -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str,
+                 input_fields: dict[Value, str] | None = None) -> None:
         self.graph = graph
         self.plan = plan
+        self.input_fields = input_fields or {}
+        """The C member of ``<prefix>_inputs`` holding each graph input (streamed slices read it there)."""
         self.program = Program(prefix)
         self._symbols: set[str] = set()
         self._weights: dict[Value, str] = {}
+        self._tables: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self.op: Op | None = None
         self.layer = 0
 
@@ -148,9 +152,15 @@ class LowerContext:
         return sym
 
     def table(self, name: str, array: np.ndarray) -> str:
-        """Symbol of a const lookup/parameter array (multipliers, shifts, LUTs) for the current layer."""
+        """Symbol of a const lookup/parameter array (multipliers, shifts, LUTs) for the current layer; an array
+        equal to one already emitted (the same layer tile by tile, equal requantization) is shared."""
+        arr = np.ascontiguousarray(array)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key in self._tables:
+            return self._tables[key]
         sym = c_identifier(f"L{self.layer}_{name}", self._symbols)
-        self.program.tables.append(ConstArray(sym, np.ascontiguousarray(array)))
+        self.program.tables.append(ConstArray(sym, arr))
+        self._tables[key] = sym
         return sym
 
     def params(self, ctype: str, **fields: int | str) -> str:
@@ -173,11 +183,11 @@ class LowerContext:
         return self.op.label if self.op is not None else "?"
 
 
-def lower(graph: Graph, plan: MemoryPlan, prefix: str) -> Program:
+def lower(graph: Graph, plan: MemoryPlan, prefix: str, input_fields: dict[Value, str] | None = None) -> Program:
     """Lower every op of ``graph`` with its registered emitter; unknown kinds raise :class:`UnsupportedOpError`."""
     import backends.c.emitters  # noqa: F401  (registers the emitters)
 
-    ctx = LowerContext(graph, plan, prefix)
+    ctx = LowerContext(graph, plan, prefix, input_fields)
     for op in graph.ops:
         if op.kind == "const":
             continue

@@ -6,6 +6,7 @@ from compiler.ops import (  # noqa: F401
     core,
     elementwise,
     matmul,
+    patch,
     pool,
     quantize,
     shape,

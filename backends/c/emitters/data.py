@@ -125,3 +125,43 @@ def resize_nearest(op: Op, ctx: LowerContext) -> None:
     cols = ctx.table("cols", nearest_indices(iw, ow, ac, hpc).astype(np.int32))
     params = ctx.params("mcc_resize_params", batch=n, in_h=ih, in_w=iw, channels=c, out_h=oh, out_w=ow)
     ctx.call("mcc_resize_nearest_s8", [params, rows, cols, _source(ctx, x), ctx.act(y)], "mcc_data.c")
+
+
+def _box(ctx: LowerContext, op: Op, size: Sequence[int], src: Value, src_begin: Sequence[int], dst: Value,
+         dst_begin: Sequence[int]) -> str:
+    """Parameters of one ``mcc_box_copy``: a box of ``size`` from ``src`` at ``src_begin`` into ``dst``."""
+    pad = 4 - len(size)
+    s4, sb = _to_4d(src.type.shape, op), (0,) * pad + tuple(src_begin)
+    d4, db = _to_4d(dst.type.shape, op), (0,) * pad + tuple(dst_begin)
+    z = _to_4d(size, op)
+    return ctx.params("mcc_box_params", size_d0=z[0], size_d1=z[1], size_d2=z[2], size_d3=z[3],
+                      src_d1=s4[1], src_d2=s4[2], src_d3=s4[3], src_b0=sb[0], src_b1=sb[1], src_b2=sb[2],
+                      src_b3=sb[3], dst_d1=d4[1], dst_d2=d4[2], dst_d3=d4[3], dst_b0=db[0], dst_b1=db[1],
+                      dst_b2=db[2], dst_b3=db[3], elem_bytes=dst.type.dtype.np.itemsize)
+
+
+@emitter("nn.slice")
+def slice_(op: Op, ctx: LowerContext) -> None:
+    """The box's rows copied out of the operand."""
+    x, y = op.operands[0], op.results[0]
+    params = _box(ctx, op, y.type.shape, x, attr(op, "begin"), y, [0] * y.type.rank)
+    if attr(op, "stream"):
+        if x not in ctx.input_fields or y.type.rank != 4:
+            raise UnsupportedOpError(f"{op.label}: a streamed slice must cut an NHWC box out of a graph input")
+        ctx.call("mcc_read_region", [params, f"in ? (const void *)in->{ctx.input_fields[x]} : NULL", "read", "user",
+                                     ctx.act(y)], "mcc_data.c")
+        return
+    ctx.call("mcc_box_copy", [params, _source(ctx, x), ctx.act(y)], "mcc_data.c")
+
+
+@emitter("nn.insert")
+def insert(op: Op, ctx: LowerContext) -> None:
+    """The part's rows copied into the full tensor (in place when the plan gives the result the full's bytes)."""
+    part, y = op.operands[0], op.results[0]
+    if len(op.operands) > 1:
+        full = op.operands[1]
+        if ctx.plan.offset(full) != ctx.plan.offset(y):
+            ctx.call("mcc_copy", [f"(const int8_t *)(arena + {ctx.plan.offset(full)})",
+                                  f"(int8_t *)(arena + {ctx.plan.offset(y)})", str(y.type.nbytes)], "mcc_data.c")
+    params = _box(ctx, op, part.type.shape, part, [0] * part.type.rank, y, attr(op, "begin"))
+    ctx.call("mcc_box_copy", [params, _source(ctx, part), ctx.act(y)], "mcc_data.c")
