@@ -29,7 +29,16 @@ from backends.cortexm.boards import Board, c_opt_flag, get_board
 from backends.cortexm.firmware import Firmware, build_firmware
 from backends.cortexm.footprint import Footprint, StackBound, elf_footprint, stack_bound
 from backends.cortexm.plugin import build_plugin
-from backends.cortexm.qemu import MARK_RUN_BEGIN, MARK_RUN_END, EmulationError, Mark, PluginLoadError, run_image
+from backends.cortexm.qemu import (
+    MARK_RUN_BEGIN,
+    MARK_RUN_END,
+    EmulationError,
+    Mark,
+    PluginLoadError,
+    RawRun,
+    check_qemu,
+    run_image,
+)
 from compiler.errors import MccError
 
 SYSTICK_INSTRUCTIONS_PER_TICK = 40
@@ -164,6 +173,7 @@ def emulate(project: Path, report: dict[str, Any], target: str, opt: str, batche
     flag = c_opt_flag(opt)
     if counting not in COUNTING_METHODS:
         raise MccError(f"unknown counting method '{counting}': use {', '.join(COUNTING_METHODS)}")
+    check_qemu()
     count = batches[0].shape[0] if batches else 1
     per_sample = [np.ascontiguousarray(a).reshape(count, -1).view(np.uint8) for a in batches]
     data = np.concatenate(per_sample, axis=1).tobytes() if per_sample else b""
@@ -197,8 +207,8 @@ def emulate(project: Path, report: dict[str, Any], target: str, opt: str, batche
         project=str(project), name=report["name"], target=target, board=board, opt=flag, counting=method,
         counting_note=_counting_note(method),
         samples=count, outputs=outputs,
-        run_instructions=[sum(s.instructions for s in segs) for segs in per_inference],
-        layer_instructions=[sum(s.instructions for s in segs if s.layer is not None) for segs in per_inference],
+        run_instructions=[_span(raw, i, 0, -1, segs) for i, segs in enumerate(per_inference)],
+        layer_instructions=[_span(raw, i, 1, -2, segs) for i, segs in enumerate(per_inference)],
         segments=segments, layers=layer_rows, program_instructions=raw.program_instructions,
         macs=int(report.get("macs", 0)), arena_bytes=int(report.get("arena_bytes", 0)),
         footprint=elf_footprint(fw.elf), stack_bytes=raw.stats["stack_inference_bytes"],
@@ -260,6 +270,20 @@ def _segments(marks: list[Mark], counts: list[int] | None, report: dict[str, Any
         else:
             raise EmulationError(f"mark {mark.id} does not name a layer of report.json ({len(layers)} layers)")
     return segments
+
+
+def _span(raw: RawRun, inference: int, first: int, last: int, segments: list[Segment]) -> int:
+    """Instructions from mark ``first`` to mark ``last`` of one inference.
+
+    With the plugin this is the difference of the two marks' counts, taken independently of the per-segment
+    figures (so a test can check that the segments add up to it). SysTick values wrap every 2**24 ticks, so there
+    it is the sum of the segments (each far shorter than a wrap) between the two marks.
+    """
+    if raw.counts is not None:
+        counts = raw.counts[inference]
+        return counts[last] - counts[first]
+    n = len(segments) + 1
+    return sum(s.instructions for s in segments[first:n + last])
 
 
 def _layer_rows(report: dict[str, Any], segments: list[Segment]) -> list[LayerRow]:

@@ -33,9 +33,10 @@ def cache_dir() -> Path:
 
 def build_plugin() -> PluginBuild:
     """Build (or find cached) the counting plugin; never raises for a missing or failing host compiler."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    wanted = os.environ.get("CC")
+    cc = shutil.which(wanted) if wanted else shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        return PluginBuild(None, "no host C compiler (cc/gcc) to build the QEMU counting plugin")
+        return PluginBuild(None, f"no host C compiler ({wanted or 'cc/gcc'}) to build the QEMU counting plugin")
     source = PLUGIN_SOURCE.read_bytes()
     digest = hashlib.sha256(source + cc.encode()).hexdigest()[:16]
     target = cache_dir() / f"mcc_insn_count-{digest}.so"

@@ -81,10 +81,15 @@ def hook_address(elf: Path) -> int:
         return int(syms[0]["st_value"]) & ~1
 
 
-def qemu_command(board: Board, elf: Path, plugin: Path | None = None, counts: Path | None = None) -> list[str]:
-    """The QEMU command line that runs ``elf`` (with the counting plugin when given)."""
+def check_qemu() -> None:
+    """A clear error when QEMU is not installed."""
     if shutil.which(QEMU) is None:
         raise EmulationError(f"cannot emulate: {QEMU} is not installed (Debian: apt-get install qemu-system-arm)")
+
+
+def qemu_command(board: Board, elf: Path, plugin: Path | None = None, counts: Path | None = None) -> list[str]:
+    """The QEMU command line that runs ``elf`` (with the counting plugin when given)."""
+    check_qemu()
     cmd = [QEMU, "-M", board.machine, "-nographic", "-monitor", "none", "-serial", "none",
            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0"]
     if plugin is not None and counts is not None:
