@@ -3,7 +3,7 @@
 Counting: with the TCG plugin (``counting="plugin"``), the instructions between two marks are exact — the plugin
 adds every executed translation block's instruction count and records the running total each time the layer hook
 is entered. Each segment therefore also contains the hook's own instructions once (the call, the hook body and
-its return: :data:`HOOK_NOTE`). Without the plugin (``counting="systick"``), the hook reads SysTick, which QEMU
+its return: 11 instructions). Without the plugin (``counting="systick"``), the hook reads SysTick, which QEMU
 with ``-icount shift=0`` decrements once per 40 instructions on these boards, so each segment is known to ±40.
 
 Segments of one inference, between consecutive marks: ``input copy`` (from the harness's RUN_BEGIN mark to
@@ -42,7 +42,7 @@ from backends.cortexm.qemu import (
 from compiler.errors import MccError
 
 SYSTICK_INSTRUCTIONS_PER_TICK = 40
-HOOK_NOTE = "each segment includes one layer-hook call (a few instructions)"
+HOOK_NOTE = "each segment includes one layer-hook call (11 instructions)"
 COUNTING_METHODS = ("auto", "plugin", "systick")
 
 
@@ -225,7 +225,8 @@ def emulate(project: Path, report: dict[str, Any], target: str, opt: str, batche
 def _counting_note(method: str) -> str:
     if method == "plugin":
         return f"exact (QEMU TCG plugin); {HOOK_NOTE}"
-    return f"SysTick at -icount shift=0: ±{SYSTICK_INSTRUCTIONS_PER_TICK} instructions per segment; {HOOK_NOTE}"
+    return (f"SysTick at -icount shift=0: ±{SYSTICK_INSTRUCTIONS_PER_TICK} instructions per segment; each segment "
+            "includes one layer-hook call")
 
 
 def _np_dtype(dtype: str) -> np.dtype:

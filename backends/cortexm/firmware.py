@@ -3,7 +3,8 @@
 The build lives in ``DIR/build/emu-<target>-<opt>[-systick]/``: the harness sources from ``runtime_c/cortexm/``
 (start-up code, semihosting, ``main``, the layer hook), a generated glue file that connects the harness to the
 model's API, a linker script sized from the target, and the objects. The project's own files are compiled
-unchanged, with ``mcc_emu.h`` force-included so that ``MCC_LAYER_HOOK`` calls the harness. The result is cached:
+unchanged at the requested C level, with ``mcc_emu.h`` force-included so that ``MCC_LAYER_HOOK`` calls the
+harness; the harness itself is always compiled at ``-O2``. The result is cached:
 a second build with the same sources and flags only checks a hash.
 """
 
@@ -31,6 +32,7 @@ LINKER_SCRIPT = "mcc_emu.ld"
 MIN_STACK_BYTES = 2048
 """The linker refuses an image that leaves less SRAM than this for the stack."""
 CC = "arm-none-eabi-gcc"
+HARNESS_OPT = "-O2"
 WARN = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 
 
@@ -165,17 +167,18 @@ def build_firmware(project: Path, report: dict[str, Any], target: str, opt: str,
 
     model_sources = project_sources(project, report)
     harness_sources = [harness / n for n in (*HARNESS_SOURCES, GLUE)]
-    cflags = [*WARN, opt, *board.cpu_flags, "-ffp-contract=off", "-ffunction-sections", "-fdata-sections",
+    common = [*WARN, *board.cpu_flags, "-ffp-contract=off", "-ffunction-sections", "-fdata-sections",
               "-fstack-usage", "-fcallgraph-info=su", "-include", str(harness / "mcc_emu.h"),
-              f"-I{project}", f"-I{harness}"]
-    if systick:
-        cflags.append("-DMCC_EMU_SYSTICK")
+              f"-I{project}", f"-I{harness}", *(["-DMCC_EMU_SYSTICK"] if systick else [])]
+    # The model at the requested level; the harness always at HARNESS_OPT, so a mark costs the same at every level.
+    cflags = [opt, *common]
+    harness_cflags = [HARNESS_OPT, *common]
     ldflags = [*board.cpu_flags, "-nostartfiles", "-Wl,--gc-sections", f"-T{build_dir / LINKER_SCRIPT}",
                f"-Wl,-Map={build_dir / 'app.map'}"]
     elf = build_dir / "app.elf"
     key = _build_key([*model_sources, *harness_sources, *(harness / h for h in HARNESS_HEADERS),
                       project / f"{report['name']}.h", build_dir / LINKER_SCRIPT, *project.glob("mcc_*.h")],
-                     [*cflags, "|", *ldflags])
+                     [*cflags, "|", *harness_cflags, "|", *ldflags])
     stamp = build_dir / "build.key"
     objs_dir = build_dir / "obj"
     model_objects = tuple(objs_dir / (s.stem + ".o") for s in model_sources)
@@ -185,9 +188,10 @@ def build_firmware(project: Path, report: dict[str, Any], target: str, opt: str,
     objs_dir.mkdir(exist_ok=True)
     sources = [*model_sources, *harness_sources]
     objects = [objs_dir / (s.stem + ".o") for s in sources]
+    flags = [cflags] * len(model_sources) + [harness_cflags] * len(harness_sources)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(lambda so: _run([CC, *cflags, "-c", str(so[0]), "-o", str(so[1])]),
-                                zip(sources, objects, strict=True)))
+        results = list(pool.map(lambda job: _run([CC, *job[2], "-c", str(job[0]), "-o", str(job[1])]),
+                                zip(sources, objects, flags, strict=True)))
     for (src, _), err in zip(zip(sources, objects, strict=True), results, strict=True):
         if err is not None:
             raise BuildError(f"cross-compiling {src.name} for {board.target} failed:\n{err}")
