@@ -16,6 +16,7 @@ pytestmark = [
 pytest.importorskip("elftools", reason="pyelftools is not installed (pip install pyelftools)")
 
 from backends.cortexm.emulate import emulate  # noqa: E402
+from backends.cortexm.qemu import EmulationError  # noqa: E402
 
 MARK_COST = 11
 """movs r0, #k; bl mcc_emu_layer_hook; the hook's 9 instructions (harness always built at -O2)."""
@@ -57,10 +58,8 @@ int probe_run(const probe_inputs *in, probe_outputs *out, uint8_t *arena);
 """
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory) -> tuple[Path, dict]:
-    d = tmp_path_factory.mktemp("probe")
-    (d / "probe.c").write_text(PROBE_C)
+def _write_probe(d: Path, source: str) -> dict:
+    (d / "probe.c").write_text(source)
     (d / "probe.h").write_text(PROBE_H)
     (d / "probe_weights.c").write_text("#include <stdint.h>\nconst int8_t probe_unused[1] = {0};\n")
     report = {
@@ -71,7 +70,13 @@ def probe(tmp_path_factory) -> tuple[Path, dict]:
         "layers": [{"name": n, "op": "probe", "macs": 0} for n in ("empty", "nop100", "nop1000")],
     }
     (d / "report.json").write_text(json.dumps(report))
-    return d, report
+    return report
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("probe")
+    return d, _write_probe(d, PROBE_C)
 
 
 @pytest.mark.parametrize(("target", "opt"), [("cortex-m7", "O3"), ("cortex-m7", "O0"), ("cortex-m4", "Os")])
@@ -82,3 +87,11 @@ def test_known_instruction_sequences_are_counted_exactly(probe, target, opt):
     np.testing.assert_array_equal(res.outputs[0], [[2, 3, 4, -127]])
     by_name = {r.name: r.instructions for r in res.layers}
     assert by_name == {"empty": MARK_COST, "nop100": MARK_COST + 100, "nop1000": MARK_COST + 1000}
+
+
+def test_a_fault_in_the_model_is_a_clear_error(tmp_path):
+    marker = '__asm__ volatile(".rept 100'
+    faulting = PROBE_C.replace(marker, '__asm__ volatile("udf #0");\n    ' + marker)
+    report = _write_probe(tmp_path, faulting)
+    with pytest.raises(EmulationError, match="took a fault"):
+        emulate(tmp_path, report, "cortex-m7", "O2", [np.zeros((1, 4), np.int8)], compare_host=False)
