@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from compiler.analyze_cmd import _short as short_name
 from compiler.errors import MccError
 
 EMULATED = ("cortex-m7", "cortex-m4", "stm32h743")
@@ -60,7 +61,7 @@ def format_summary(res: Any) -> list[str]:
 
 def format_layers(res: Any) -> list[str]:
     """The per-layer table: layer, op, MACs, instructions, instructions per MAC."""
-    rows: list[tuple[str, ...]] = [(str(r.index), r.name[:32], r.op, f"{r.macs:,}",
+    rows: list[tuple[str, ...]] = [(str(r.index), short_name(r.name, 32), r.op, f"{r.macs:,}",
              "no code" if r.instructions is None else f"{r.instructions:,}", _fmt(r.per_mac)) for r in res.layers]
     for seg in res.segments:
         if seg.layer is None:
@@ -130,6 +131,7 @@ def plot_layers(res: Any, title: str, out: Path) -> None:
     ax2.plot(range(len(rows)), [r.per_mac if r.per_mac is not None else float("nan") for r in rows], "o",
              color="tab:red", markersize=4, label="instructions per MAC")
     ax2.set_ylabel("instructions per MAC", color="tab:red")
+    ax2.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     try:
