@@ -28,7 +28,8 @@ from compiler.errors import MccError  # noqa: E402
 
 MODELS = ["mlperf_tiny/vww_96_int8.tflite", "mlperf_tiny/kws_ref_model_int8.tflite",
           "mlperf_tiny/ic_resnet8_int8.tflite", "mlperf_tiny/ad01_int8.tflite", "tflm/person_detect.tflite",
-          "tflm/micro_speech_quantized.tflite", "tinyengine/mcunet_vww.tflite"]
+          "tflm/micro_speech_quantized.tflite", "tinyengine/mcunet_vww.tflite",
+          "tinyengine/ptq_mnist_lenet-300-100.tflite"]
 TARGETS = ["cortex-m7", "cortex-m4"]
 C_OPTS = ["O0", "Os", "O3"]
 HOT_SPOTS = 3

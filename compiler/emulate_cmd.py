@@ -102,14 +102,18 @@ def run_emulated(project: Path, input_path: Path, output_path: Path | None, *, t
 
 
 def random_c_batches(report: dict[str, Any], n: int, seed: int) -> list[np.ndarray]:
-    """``n`` seeded random samples per input, in the C layout and dtype (the full integer range)."""
+    """``n`` seeded random samples per input, in the C layout and dtype (the full integer range, or normal floats)."""
     from compiler.ir import DType
 
     rng = np.random.default_rng(seed)
     batches = []
     for spec in report["inputs"]:
         dt = DType(spec["dtype"])
-        batches.append(rng.integers(dt.qmin, dt.qmax + 1, (n, *spec["shape"])).astype(dt.np))
+        shape = (n, *spec["shape"])
+        if dt.is_float:
+            batches.append(rng.standard_normal(shape).astype(dt.np))
+        else:
+            batches.append(rng.integers(dt.qmin, dt.qmax + 1, shape).astype(dt.np))
     return batches
 
 

@@ -132,7 +132,8 @@ def _glue(report: dict[str, Any]) -> str:
     for specs, names, kind in ((report["inputs"], ins, "in"), (report["outputs"], outs, "out")):
         offset: list[str] = []
         for spec, size in zip(specs, names, strict=True):
-            lines.append(f"    {kind}.{spec['c_field']} = mcc_emu_{kind}_buf + {' + '.join(offset) or '0'};\n")
+            at = " + ".join(offset) or "0"
+            lines.append(f"    {kind}.{spec['c_field']} = (void *)(mcc_emu_{kind}_buf + {at});\n")
             offset.append(size)
     lines.append(f"    return {p}_run(&in, &out, NULL);\n}}\n")
     return "".join(lines)

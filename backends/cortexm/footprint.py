@@ -143,4 +143,9 @@ def stack_bound(ci_files: list[Path], root: str) -> StackBound:
         return memo[fn]
 
     total, chain = deepest(root, frozenset({root}))
-    return StackBound(total, chain, sorted(unknown), sorted(dynamic))
+    return StackBound(total, [_short(f) for f in chain], sorted(map(_short, unknown)), sorted(map(_short, dynamic)))
+
+
+def _short(function: str) -> str:
+    """GCC names a static function ``/path/file.c:name``; keep ``file.c:name``."""
+    return Path(function).name if "/" in function else function
