@@ -23,7 +23,7 @@ from compiler.errors import MccError, PipelineError
 from compiler.ir import Graph
 from compiler.pipelines import add_patch_arguments, patch_options
 
-SUBCOMMANDS = ("opt", "run", "analyze", "compare", "passes", "ops")
+SUBCOMMANDS = ("opt", "run", "analyze", "bench", "compare", "passes", "ops")
 
 
 def _opt_parser() -> argparse.ArgumentParser:
@@ -58,7 +58,8 @@ def _opt_parser() -> argparse.ArgumentParser:
 def _main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mcc",
-        usage="mcc MODEL [-O LEVEL] [--target T] -o DIR [options]\n       mcc {opt,run,compare,passes,ops} ...",
+        usage="mcc MODEL [-O LEVEL] [--target T] -o DIR [options]\n"
+              "       mcc {opt,run,analyze,bench,compare,passes,ops} ...",
         description="mcc compiles deep-learning models (ONNX float or int8 QDQ, or .mir) into standalone int8 C "
                     "for microcontrollers.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,7 +67,10 @@ def _main_parser() -> argparse.ArgumentParser:
                "  mcc MODEL -O3 --target cortex-m7 -o DIR   compile a model to a C project in DIR\n"
                "  mcc run DIR --input IN.npy --output OUT.npy\n"
                "                                            build DIR for the host and run it (mcc run --help)\n"
+               "  mcc run DIR --emulate cortex-m7 --input IN.npy\n"
+               "                                            run DIR on an emulated Cortex-M, count instructions\n"
                "  mcc analyze MODEL [--plot mem.png]        per-layer memory, MACs and the fit (mcc analyze --help)\n"
+               "  mcc bench MODEL --target cortex-m7        instructions, flash and stack on an emulated Cortex-M\n"
                "  mcc opt FILE -p PIPELINE [-o OUT]         run passes on a .mir file (mcc opt --help)\n"
                "  mcc compare MODEL [--against tflm,tvm,ort]\n"
                "                                            mcc beside its peers (mcc compare --help)\n"
@@ -99,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         if args and args[0] in SUBCOMMANDS:
-            commands = {"opt": _cmd_opt, "run": _cmd_run, "analyze": _cmd_analyze, "compare": _cmd_compare,
-                        "passes": _cmd_passes, "ops": _cmd_ops}
+            commands = {"opt": _cmd_opt, "run": _cmd_run, "analyze": _cmd_analyze, "bench": _cmd_bench,
+                        "compare": _cmd_compare, "passes": _cmd_passes, "ops": _cmd_ops}
             return commands[args[0]](args[1:])
         return _cmd_compile(args)
     except MccError as e:
@@ -149,25 +153,52 @@ def _cmd_run(argv: list[str]) -> int:
         prog="mcc run",
         description="Build a generated project for the host (cached) and run it on arrays in the original model's "
                     "input shape and dtype; float inputs are quantized and outputs dequantized as the model's edges "
-                    "say, so results compare directly with the source framework.")
+                    "say, so results compare directly with the source framework. With --emulate, cross-compile it "
+                    "and run it on an emulated Cortex-M in QEMU instead, check the outputs against the host build "
+                    "and print exact instruction counts, flash, SRAM and stack (docs/cortexm.md).")
     p.add_argument("dir", help="a directory written by 'mcc MODEL -o DIR'")
     p.add_argument("--input", required=True, metavar="IN",
                    help=".npy (one input; shape = model shape, or [N, *model shape] for a batch) or .npz by input name")
-    p.add_argument("--output", required=True, metavar="OUT", help=".npy (first output) or .npz (all outputs)")
+    p.add_argument("--output", metavar="OUT", help=".npy (first output) or .npz (all outputs); required without "
+                                                   "--emulate")
     p.add_argument("--sanitize", action="store_true", help="build and run with AddressSanitizer and UBSan")
+    p.add_argument("--emulate", metavar="TARGET", help="run on an emulated cortex-m7 or cortex-m4 (or stm32h743)")
+    p.add_argument("--opt", default="O3", metavar="CLEVEL",
+                   help="with --emulate: arm-none-eabi-gcc optimisation O0, Os, O2 or O3 (default O3)")
+    p.add_argument("--counting", default="auto", choices=("auto", "plugin", "systick"),
+                   help="with --emulate: instruction counting by the QEMU plugin (exact), SysTick (±40) or auto")
+    p.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="with --emulate: QEMU time limit (default 1800)")
+    p.add_argument("--json", action="store_true", help="with --emulate: print the measurements as JSON")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     args = p.parse_args(argv)
+    project = Path(args.dir)
+    if args.emulate is not None:
+        if args.sanitize:
+            p.error("--sanitize applies to host runs, not to --emulate")
+        from compiler.emulate_cmd import run_emulated
+
+        return run_emulated(project, Path(args.input), Path(args.output) if args.output else None,
+                            target=args.emulate, opt=args.opt, as_json=args.json, counting=args.counting,
+                            timeout=args.timeout)
+    if args.output is None:
+        p.error("--output is required (unless --emulate)")
     import numpy as np
 
     from compiler.runner import load_inputs, run_project, save_outputs
 
-    project = Path(args.dir)
     arrays = load_inputs(project, Path(args.input))
     outputs = run_project(project, arrays, sanitize=args.sanitize)
     save_outputs(Path(args.output), outputs)
     shapes = ", ".join(f"{name}{list(np.shape(a))}" for name, a in outputs.items())
     print(f"mcc: ran {project}: wrote {args.output} ({shapes})")
     return 0
+
+
+def _cmd_bench(argv: list[str]) -> int:
+    from compiler.emulate_cmd import cmd_bench
+
+    return cmd_bench(argv)
 
 
 def _cmd_compare(argv: list[str]) -> int:

@@ -96,13 +96,12 @@ def _from_c(spec: dict[str, Any], arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_project(project: Path, inputs: dict[str, np.ndarray], *, sanitize: bool = False) -> dict[str, np.ndarray]:
-    """Run the project on ``inputs``; returns outputs by name.
+def to_c_batches(report: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], str]:
+    """Convert inputs by name into the C layout and dtype, one ``[N, *c_shape]`` batch per input.
 
-    Each input is one sample in the model's shape, a stack ``[N, *model_shape]``, or — when the model's batch axis
-    is 1 — ``N`` samples along that axis; outputs come back in the same form.
+    Returns the batches and the batch mode (``single``, ``stacked`` or ``merged``) that :func:`from_c_batches`
+    needs to give outputs back in the same form.
     """
-    report = read_report(project)
     converted, modes = [], []
     for spec in report["inputs"]:
         if spec["name"] not in inputs:
@@ -113,9 +112,17 @@ def run_project(project: Path, inputs: dict[str, np.ndarray], *, sanitize: bool 
     counts = {a.shape[0] for a in converted}
     if len(counts) > 1:
         raise MccError(f"inputs have different batch sizes: {sorted(counts)}")
-    specs = [(tuple(o["shape"]), DType(o["dtype"]).np) for o in report["outputs"]]
-    raw = run_host(project, report["name"], converted, sanitize=sanitize, output_specs=specs)
     mode = "merged" if "merged" in modes else ("stacked" if "stacked" in modes else "single")
+    return converted, mode
+
+
+def output_specs(report: dict[str, Any]) -> list[tuple[tuple[int, ...], np.dtype]]:
+    """C shape and dtype of every output, as :func:`backends.c.build.run_host` takes them."""
+    return [(tuple(o["shape"]), DType(o["dtype"]).np) for o in report["outputs"]]
+
+
+def from_c_batches(report: dict[str, Any], raw: list[np.ndarray], mode: str) -> dict[str, np.ndarray]:
+    """Outputs by name in the model's shape and dtype from raw ``[N, *c_shape]`` C outputs."""
     outs = {}
     for spec, arr in zip(report["outputs"], raw, strict=True):
         out = _from_c(spec, arr)  # [N, *model_shape]
@@ -126,6 +133,18 @@ def run_project(project: Path, inputs: dict[str, np.ndarray], *, sanitize: bool 
             out = out.reshape(out.shape[0], *model_shape[1:])
         outs[spec["name"]] = out
     return outs
+
+
+def run_project(project: Path, inputs: dict[str, np.ndarray], *, sanitize: bool = False) -> dict[str, np.ndarray]:
+    """Run the project on ``inputs``; returns outputs by name.
+
+    Each input is one sample in the model's shape, a stack ``[N, *model_shape]``, or — when the model's batch axis
+    is 1 — ``N`` samples along that axis; outputs come back in the same form.
+    """
+    report = read_report(project)
+    converted, mode = to_c_batches(report, inputs)
+    raw = run_host(project, report["name"], converted, sanitize=sanitize, output_specs=output_specs(report))
+    return from_c_batches(report, raw, mode)
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:

@@ -58,6 +58,8 @@ class KernelCall:
     args: list[str]
     comment: str
     op: Op | None = None
+    layer: int = 0
+    """1-based position of ``op`` among the graph's non-constant ops (the rows of report.json's ``layers``)."""
 
 
 @dataclass
@@ -119,6 +121,7 @@ class LowerContext:
         self._tables: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self.op: Op | None = None
         self.layer = 0
+        self.layer_index = 0
 
     # -- buffers ---------------------------------------------------------------------------------------------------
     def act(self, v: Value) -> str:
@@ -176,7 +179,7 @@ class LowerContext:
         assert op is not None
         outs = ", ".join(f"%{r.name} @{self.plan.offset(r)}+{r.type.nbytes}" for r in op.results)
         comment = f"{op.kind} -> {outs}"
-        self.program.calls.append(KernelCall(kernel, list(args), comment, op))
+        self.program.calls.append(KernelCall(kernel, list(args), comment, op, self.layer_index))
         self.program.runtime_files.add(runtime_file)
 
     def _label(self) -> str:
@@ -191,6 +194,7 @@ def lower(graph: Graph, plan: MemoryPlan, prefix: str, input_fields: dict[Value,
     for op in graph.ops:
         if op.kind == "const":
             continue
+        ctx.layer_index += 1
         src = op.operands[0] if op.operands else None
         if op.kind in ALIAS_KINDS and src is not None and src in plan.offsets and \
                 all(plan.offsets.get(r) == plan.offsets[src] for r in op.results):
