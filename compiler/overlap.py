@@ -78,11 +78,14 @@ def overlap_distance(op: Op, k: int) -> int | None:
 
 
 def pairwise_saving(d: int, operand_bytes: int, result_bytes: int) -> int:
-    """Bytes two buffers can share when the result may start ``d`` bytes below the operand (0 when none)."""
-    d = max(-operand_bytes, min(d, result_bytes))
-    start = min(0, -d)
-    end = max(-d + result_bytes, operand_bytes)
-    return max(0, operand_bytes + result_bytes - (end - start))
+    """The most bytes the result and an operand can share when the result may start ``d`` or more bytes below the
+    operand (``offset(operand) - offset(result) >= d``)."""
+
+    def shared(e: int) -> int:  # bytes in common when the operand starts e bytes above the result
+        return max(0, min(result_bytes, e + operand_bytes) - max(0, e))
+
+    # shared() rises up to min(0, result - operand), stays at its maximum until max(0, result - operand), then falls
+    return shared(max(d, min(0, result_bytes - operand_bytes)))
 
 
 # -- access maps of the kernel families ----------------------------------------------------------------------------

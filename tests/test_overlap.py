@@ -22,7 +22,7 @@ from compiler.overlap import overlap_distance
 from compiler.verifier import verify
 from tests.backend.harness import assert_c_matches_interpreter
 from tests.strategies import random_graphs
-from tests.test_memory import branched_graphs, class_spans
+from tests.test_memory import branched_graphs, class_spans, scratch_of
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Q = QuantParams.per_tensor(0.1, 0)
@@ -87,15 +87,26 @@ def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
     return last_read, written
 
 
-def legal(op: Op, k: int, d: int) -> bool:
+def legal(op: Op, k: int, d: int, traced: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
     """True when the result, starting ``d`` bytes below operand ``k``, overwrites no operand byte before its
     last read."""
-    last_read, written = trace(op, k)
-    for j, t in enumerate(written):
-        b = j - d  # the operand byte at the same address
-        if 0 <= b < last_read.size and last_read[b] > t:
-            return False
-    return True
+    last_read, written = trace(op, k) if traced is None else traced
+    j = np.arange(written.size)
+    b = j - d  # the operand byte at the same address
+    inside = (b >= 0) & (b < last_read.size)
+    return not bool(np.any(last_read[b[inside]] > written[j[inside]]))
+
+
+def best_sharing(op: Op, k: int, operand_bytes: int, result_bytes: int) -> int:
+    """The most bytes the result and operand ``k`` (both rounded up to 8) can share at any legal 8-aligned
+    distance, by trying every distance against the trace."""
+    traced = trace(op, k)
+    best = 0
+    for d in range(-operand_bytes, result_bytes + 1, ALIGNMENT):
+        if legal(op, k, d, traced):
+            lo, hi = max(0, -d), min(operand_bytes, result_bytes - d)  # operand bytes under the result
+            best = max(best, hi - lo)
+    return best
 
 
 # -- random single ops -------------------------------------------------------------------------------------------
@@ -220,6 +231,15 @@ def check_overlapping_plan(graph: Graph) -> int:
                 assert legal(op, k, plan.offset(x) - plan.offset(y)), f"{op.label} clobbers %{x.name}"
         shared += min(oa + a.type.nbytes, ob + b.type.nbytes) - max(oa, ob)
     assert plan.lower_bound <= plan.arena_bytes <= plan_memory(graph, overlap=False).arena_bytes
+    # an independent lower bound: bytes live at each op, less the most each legal pair there can share
+    sizes = {rep: size for rep, (size, _, _) in spans.items()}
+    for t, op in enumerate(graph.ops):
+        live = sum(size for size, lo, hi in spans.values() if lo <= t <= hi) + scratch_of(op)
+        for y, x in pairs:
+            if y.producer is op:
+                k = next(i for i, v in enumerate(op.operands) if root.get(v) is x)
+                live -= best_sharing(op, k, sizes[x], sizes[y])
+        assert plan.arena_bytes >= live, f"the arena is below what {op.label} needs"
     return shared
 
 
