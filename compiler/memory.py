@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from compiler.ir import Graph, Op, Value
 from compiler.opdef import get_opdef, scratch_bytes
-from compiler.overlap import overlap_distance, pairwise_saving
+from compiler.overlap import Overlap, overlap_distance, pairwise_saving
 
 ALIAS_KINDS = frozenset({"nn.reshape", "nn.flatten", "nn.identity"})
 """Ops whose result is the operand's bytes under another shape."""
@@ -70,9 +70,10 @@ class MemoryPlan:
     """The most bytes live at any one moment (inputs before the first op included): no placement does better."""
     placement: str = ""
     """Which placement heuristic produced the offsets (``exact`` when proven optimal)."""
-    overlaps: tuple[tuple[Value, Value, int], ...] = ()
-    """(result, operand, D) for every result allowed to overlap an operand dying at its op (see
-    :mod:`compiler.overlap`): the result may start ``D`` bytes below the operand, or anywhere not overlapping."""
+    overlaps: tuple[tuple[Value, Value, Overlap], ...] = ()
+    """(result, operand, where) for every result allowed to overlap an operand dying at its op (see
+    :mod:`compiler.overlap`): the result may start ``where.d`` (or more, unless ``where.exact``) bytes below the
+    operand, or anywhere not overlapping."""
     scratch: dict[Op, int] = field(default_factory=dict)
     """Arena offset of every kernel scratch buffer, by op."""
 
@@ -178,32 +179,32 @@ def _spans(graph: Graph) -> list[_Span]:
     return spans
 
 
-def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]) -> dict[Value, int]:
+def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]) -> dict[Value, Overlap]:
     """For each operand buffer (by root) that ``dying`` says ends at ``op``: the distance ``D`` at which ``op``'s
     result may overlap it (:func:`compiler.overlap.overlap_distance`; the largest when the op reads the buffer
     through several operands). Empty when the result is an alias or the op declares no access contract."""
     if len(op.results) != 1 or op.kind in ALIAS_KINDS or root.get(op.result) is not op.result:
         return {}
-    out: dict[Value, int] = {}
+    out: dict[Value, Overlap] = {}
     refused: set[Value] = set()
     for k, v in enumerate(op.operands):
         r = root.get(v)
         if r is None or r is op.result or not dying(r):
             continue
         d = overlap_distance(op, k)
-        if d is None:
+        if d is None or (r in out and (d.exact or out[r].exact) and d != out[r]):
             refused.add(r)
         else:
             out[r] = max(d, out.get(r, d))
     return {r: d for r, d in out.items() if r not in refused}
 
 
-def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], int]:
-    """(result span, operand span) -> D for every legal result-over-dying-operand overlap."""
+def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], Overlap]:
+    """(result span, operand span) -> where the result may overlap, for every result-over-dying-operand pair."""
     by_root = {s.values[0]: k for k, s in enumerate(spans) if s.values}
     root = buffer_roots(graph)
     last = len(graph.ops)
-    pairs: dict[tuple[int, int], int] = {}
+    pairs: dict[tuple[int, int], Overlap] = {}
     for t, op in enumerate(graph.ops):
         if op.kind == "const" or not op.results or op.result not in by_root:
             continue
@@ -218,12 +219,13 @@ def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], int]:
     return pairs
 
 
-def _savings(spans: Sequence[_Span], pairs: dict[tuple[int, int], int], n_ops: int) -> list[int]:
+def _savings(spans: Sequence[_Span], pairs: dict[tuple[int, int], Overlap], n_ops: int) -> list[int]:
     """Bytes the legal overlaps can save at each op (an upper bound on what any placement shares: offsets are
     multiples of :data:`ALIGNMENT`, so a distance ``D`` is in effect ``D`` rounded up to one)."""
     saved = [0] * n_ops
     for (y, x), d in pairs.items():
-        saved[spans[y].start] += pairwise_saving(align(d), align(spans[x].size), align(spans[y].size))
+        saved[spans[y].start] += pairwise_saving(d.d if d.exact else align(d.d), align(spans[x].size),
+                                                 align(spans[y].size), d.exact)
     return saved
 
 
@@ -305,7 +307,9 @@ class _Problem:
         for op in self.ops:
             ods = op_overlaps(op, root, lambda r: not self.pinned[rid[r]]) if overlap else {}
             ysize = align(op.result.type.nbytes) if ods else 0
-            self.overlap.append(tuple((self.users[rid[r]], pairwise_saving(align(d), self.size[rid[r]], ysize))
+            self.overlap.append(tuple((self.users[rid[r]],
+                                       pairwise_saving(d.d if d.exact else align(d.d), self.size[rid[r]], ysize,
+                                                       d.exact))
                                       for r, d in ods.items()))
         inputs = [rid[v] for v in graph.inputs if v in root]
         self.entry = sum(self.size[k] for k in set(inputs))
@@ -411,7 +415,7 @@ class _Placer:
     above while overlapping a (a result written over its dying operand, seen from the operand, or the mirror).
     """
 
-    def __init__(self, spans: Sequence[_Span], partial: dict[tuple[int, int], int] | None = None) -> None:
+    def __init__(self, spans: Sequence[_Span], partial: dict[tuple[int, int], Overlap] | None = None) -> None:
         self.size = [align(s.size) for s in spans]
         self.spans = spans
         self.partial = partial or {}
@@ -441,15 +445,20 @@ class _Placer:
         for j in self.conflicts[k]:
             if off[j] < 0:
                 continue
-            d = self.partial.get((j, k))
-            if d is not None:  # k may start at off[j] + d or above
-                busy.append((off[j], off[j] + d))
+            sk, sj = self.size[k], self.size[j]
+            ov = self.partial.get((j, k))
+            if ov is not None:  # k may start at off[j] + d or above (exactly there, if exact)
+                busy.append((off[j], off[j] + ov.d))
+                if ov.exact:
+                    busy.append((off[j] + ov.d + sk, off[j] + sj))
                 continue
-            d = self.partial.get((k, j))
-            if d is not None:  # j may start at off[k] + d or above: k at most off[j] - d
-                busy.append((off[j] - d + self.size[k], off[j] + self.size[j]))
+            ov = self.partial.get((k, j))
+            if ov is not None:  # j may start at off[k] + d or above: k at most off[j] - d (exactly, if exact)
+                busy.append((off[j] - ov.d + sk, off[j] + sj))
+                if ov.exact:
+                    busy.append((off[j], off[j] - ov.d))
             else:
-                busy.append((off[j], off[j] + self.size[j]))
+                busy.append((off[j], off[j] + sj))
         busy.sort()
         at = 0
         for lo, hi in busy:
@@ -534,20 +543,21 @@ def _breadth_order(spans: Sequence[_Span], n_ops: int) -> list[int]:
     return order
 
 
-def _partials(spans: Sequence[_Span], pairs: dict[tuple[int, int], int]) -> tuple[dict[tuple[int, int], int], ...]:
+def _partials(spans: Sequence[_Span], pairs: dict[tuple[int, int], Overlap]
+              ) -> tuple[dict[tuple[int, int], Overlap], ...]:
     """The overlap pairs as placer relaxations, for first-fit upwards and for first-fit in the mirrored arena."""
     size = [align(s.size) for s in spans]
-    up: dict[tuple[int, int], int] = {}
-    down: dict[tuple[int, int], int] = {}
-    for (y, x), d in pairs.items():
-        d = max(-size[x], min(d, size[y]))
-        up[(y, x)] = d                            # the operand may start d above the result
-        down[(x, y)] = size[x] + d - size[y]      # mirrored: the result may start that far above the operand
+    up: dict[tuple[int, int], Overlap] = {}
+    down: dict[tuple[int, int], Overlap] = {}
+    for (y, x), ov in pairs.items():
+        d = ov.d if ov.exact else max(-size[x], min(ov.d, size[y]))
+        up[(y, x)] = Overlap(d, ov.exact)                          # the operand may start d above the result
+        down[(x, y)] = Overlap(size[x] + d - size[y], ov.exact)    # mirrored: the result that far above it
     return up, down
 
 
 def _place(spans: Sequence[_Span], n_ops: int, bound: int,
-           pairs: dict[tuple[int, int], int]) -> tuple[list[int], int, str]:
+           pairs: dict[tuple[int, int], Overlap]) -> tuple[list[int], int, str]:
     best: tuple[list[int], int, str] | None = None
     for mirrored, partial in enumerate(_partials(spans, pairs) if pairs else ({},)):
         off, top, name = _place_with(_Placer(spans, partial), n_ops, bound)
@@ -684,11 +694,7 @@ def plan_from_ir(graph: Graph) -> MemoryPlan:
             oa, ob = _span_offset(sa, offsets, scratch), _span_offset(sb, offsets, scratch)
             if oa + sa.size <= ob or ob + sb.size <= oa:
                 continue
-            d = pairs.get((a, b))
-            if d is not None and ob - oa >= d:
-                continue
-            d = pairs.get((b, a))
-            if d is not None and oa - ob >= d:
+            if _allowed(pairs.get((a, b)), ob - oa) or _allowed(pairs.get((b, a)), oa - ob):
                 continue
             raise VerifyError(f"memory plan: {_span_name(sa)} and {_span_name(sb)} are live together "
                               "and overlap where no kernel allows it")
@@ -698,6 +704,11 @@ def plan_from_ir(graph: Graph) -> MemoryPlan:
                      for s in spans), key=lambda b: (b.offset, b.start))
     overlaps = tuple((spans[y].values[0], spans[x].values[0], d) for (y, x), d in pairs.items())
     return MemoryPlan(tuple(placed), offsets, arena, live, bound, "from the IR", overlaps, scratch)
+
+
+def _allowed(ov: Overlap | None, d: int) -> bool:
+    """True when an overlap pair allows the operand to start ``d`` bytes above the result."""
+    return ov is not None and (d == ov.d if ov.exact else d >= ov.d)
 
 
 def _span_offset(s: _Span, offsets: dict[Value, int], scratch: dict[Op, int]) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,12 +48,29 @@ class AccessMap:
     reads_before_write: bool
 
 
-OverlapFn = Callable[[Op, int], "AccessMap | None"]
+@dataclass(frozen=True)
+class InPlace:
+    """A kernel that overlaps its result with the operand at exactly one distance ``d`` (usually 0: the same
+    bytes), e.g. a depthwise convolution that copies one input channel at a time into scratch and writes that
+    channel's outputs where the channel was. Any other overlap is illegal."""
+
+    d: int = 0
+
+
+class Overlap(NamedTuple):
+    """Where a result may overlap an operand: at ``d`` or more bytes below it, or (``exact``) at exactly ``d``."""
+
+    d: int
+    exact: bool = False
+
+
+OverlapFn = Callable[[Op, int], "AccessMap | InPlace | None"]
 """An op kind's access map for operand ``k`` (None: the result must not overlap that operand)."""
 
 
-def overlap_distance(op: Op, k: int) -> int | None:
-    """The smallest ``offset(operand k) - offset(result)`` at which the result may overlap operand ``k``.
+def overlap_distance(op: Op, k: int) -> Overlap | None:
+    """Where the result may overlap operand ``k``: the smallest ``offset(operand k) - offset(result)`` at which it
+    may (every larger distance is legal too), or the one distance an in-place kernel allows (``exact``).
 
     None when the op kind declares no access contract for that operand. The value may be negative (the result may
     then start inside the operand) and is not clamped to the buffer sizes.
@@ -65,6 +83,15 @@ def overlap_distance(op: Op, k: int) -> int | None:
     amap = fn(op, k)
     if amap is None:
         return None
+    if isinstance(amap, InPlace):
+        return Overlap(amap.d, exact=True)
+    return Overlap(overlap_distance_of(amap))
+
+
+def overlap_distance_of(amap: AccessMap | None) -> int:
+    """The smallest legal distance of an access map (a huge negative number when the result reads nothing)."""
+    if amap is None:
+        return 1 << 62
     need = amap.first_needed.astype(np.int64)
     # lowest byte needed by unit p and every later unit (or only the later ones)
     later = np.minimum.accumulate(need[::-1])[::-1]
@@ -77,12 +104,15 @@ def overlap_distance(op: Op, k: int) -> int | None:
     return int(np.max(ends[finite] - later[finite]))
 
 
-def pairwise_saving(d: int, operand_bytes: int, result_bytes: int) -> int:
+def pairwise_saving(d: int, operand_bytes: int, result_bytes: int, exact: bool = False) -> int:
     """The most bytes the result and an operand can share when the result may start ``d`` or more bytes below the
-    operand (``offset(operand) - offset(result) >= d``)."""
+    operand (``offset(operand) - offset(result) >= d``), or exactly ``d`` below it."""
 
     def shared(e: int) -> int:  # bytes in common when the operand starts e bytes above the result
         return max(0, min(result_bytes, e + operand_bytes) - max(0, e))
+
+    if exact:
+        return shared(d)
 
     # shared() rises up to min(0, result - operand), stays at its maximum until max(0, result - operand), then falls
     return shared(max(d, min(0, result_bytes - operand_bytes)))

@@ -77,6 +77,12 @@ void mcc_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const int8_t *w, 
                    const int32_t *mult, const int32_t *shift, int8_t *out, int16_t *scratch);
 size_t mcc_conv2d_s8_scratch_bytes(const mcc_conv_params *p);
 
+/* nn.depthwise_conv2d in place, one channel at a time (batch 1, depth multiplier 1): out may be in. plane:
+   mcc_depthwise_planar_scratch_bytes(p) bytes. */
+void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                                    const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *plane);
+size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
+
 #ifdef __cplusplus
 }
 #endif

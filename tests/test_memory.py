@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from compiler.interpreter import run
 from compiler.ir import DType, Graph, Op, QuantParams, TensorType, Value, const
 from compiler.memory import ALIGNMENT, align, apply_schedule, plan_memory, schedule_memory
+from compiler.ops.conv import depthwise_in_place
 from compiler.passmanager import PassManager, parse_pipeline
 from compiler.verifier import verify
 from tests.helpers import random_input
@@ -149,7 +150,11 @@ def class_spans(graph: Graph) -> dict[Value, tuple[int, int, int]]:
 
 
 def scratch_of(op: Op) -> int:
-    """Kernel scratch bytes (aligned): an int8 conv with a window of more than one tap gathers it as int16 values."""
+    """Kernel scratch bytes (aligned): an int8 conv with a window of more than one tap gathers it as int16 values;
+    the in-place depthwise kernel copies one H x W input channel at a time."""
+    if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):
+        _, h, w, _ = op.operands[0].type.shape
+        return align(h * w)
     if op.kind != "nn.conv2d" or op.operands[0].type.dtype is not DType.INT8:
         return 0
     _, kh, kw, cg = op.operands[1].type.shape

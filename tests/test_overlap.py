@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from compiler.ir import DType, Graph, Op, QuantParams, TensorType, Value, const
 from compiler.memory import ALIGNMENT, buffer_roots, plan_memory
 from compiler.opdef import attr
+from compiler.ops.conv import depthwise_in_place
 from compiler.overlap import overlap_distance
 from compiler.verifier import verify
 from tests.backend.harness import assert_c_matches_interpreter
@@ -51,6 +52,16 @@ def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
         written[b] = step
         step += 1
 
+    if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):  # runtime_c/mcc_depthwise_planar.c
+        _, ih, iw, ic = x.shape
+        _, oh, ow, _ = y.shape
+        kh, kw = op.operands[1].type.shape[1:3]
+        for c in range(ic):
+            for i in range(ih * iw):  # the channel's plane into scratch
+                read(i * ic + c)
+            for o in range(oh * ow):  # then its outputs, from the plane only
+                write(o * ic + c)
+        return last_read, written
     if op.kind in ("nn.conv2d", "nn.depthwise_conv2d", "nn.max_pool2d", "nn.avg_pool2d"):
         n, ih, iw, ic = x.shape
         _, oh, ow, oc = y.shape
@@ -172,9 +183,12 @@ def test_declared_distance_is_legal_for_the_kernel_trace(op, extra):
     for k, v in enumerate(op.operands):
         if v.producer is not None:
             continue
-        d = overlap_distance(op, k)
-        assert d is not None, f"{op.kind} declares no overlap"
-        lo = max(d, -v.type.nbytes)
+        ov = overlap_distance(op, k)
+        assert ov is not None, f"{op.kind} declares no overlap"
+        if ov.exact:
+            assert legal(op, k, ov.d), f"{op.kind}: the in-place result clobbers unread input"
+            continue
+        lo = max(ov.d, -v.type.nbytes)
         for dd in {lo, lo + extra, lo + 1}:
             assert legal(op, k, dd), f"{op.kind}: the result {dd} B below operand {k} clobbers unread input"
 
@@ -183,9 +197,9 @@ def test_declared_distance_is_legal_for_the_kernel_trace(op, extra):
 @given(op=elementwise_ops())
 def test_elementwise_distance_is_the_smallest_legal_one(op):
     for k, v in enumerate(op.operands):
-        d = overlap_distance(op, k)
-        if d is not None and d > -v.type.nbytes and op.result.type.num_elements == v.type.num_elements:
-            assert not legal(op, k, d - 1)
+        ov = overlap_distance(op, k)
+        if ov is not None and ov.d > -v.type.nbytes and op.result.type.num_elements == v.type.num_elements:
+            assert not legal(op, k, ov.d - 1)
 
 
 def test_known_distances():
@@ -198,8 +212,8 @@ def test_known_distances():
     w2 = const(g, np.ones((8, 1, 1, 4), np.int8), t8((8, 1, 1, 4), 0.01))
     pw = g.create("nn.conv2d", [dw.result, w2], [t8((1, 6, 5, 8))], {}, ["p"])
     g.outputs = [pw.result]
-    assert overlap_distance(dw, 0) == 4 * (5 + 2)
-    assert overlap_distance(pw, 0) == 8 * 30 - 4 * 29
+    assert overlap_distance(dw, 0) == (4 * (5 + 2), False)
+    assert overlap_distance(pw, 0) == (8 * 30 - 4 * 29, False)
     assert legal(dw, 0, 28) and not legal(dw, 0, 28 - 4 - 1)
 
 

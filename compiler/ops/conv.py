@@ -23,7 +23,7 @@ from compiler.ops._common import (
     per_tensor,
     require,
 )
-from compiler.overlap import window_access
+from compiler.overlap import AccessMap, InPlace, overlap_distance_of, window_access
 from compiler.quant import quantize_multipliers, requantize, wrap_int32
 
 WINDOW_ATTRS = (
@@ -234,12 +234,45 @@ def _dw_ref(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [_finish(op, acc, inputs, x, w, 3)]
 
 
+def depthwise_in_place(op: Op) -> bool:
+    """True when the int8 depthwise kernel runs channel by channel in place (MCUNet's in-place depthwise): each
+    input channel is copied into an ``H x W`` scratch plane and that channel's outputs are written where the channel
+    was, so the result can take exactly the input's bytes. Chosen (batch 1, depth multiplier 1, an input used by
+    this op alone) when the plane costs less than the raster kernel's overlap distance (``C x (W + 2)`` bytes for a
+    3x3 window): deep layers with many channels on small maps."""
+    x, y = op.operands[0], op.results[0]
+    n, ih, iw, _ = x.type.shape
+    if x.type.dtype is not DType.INT8 or n != 1 or attr(op, "depth_multiplier") != 1 or len(x.uses) != 1:
+        return False
+    if op.graph is not None and op.graph.is_output(x):
+        return False
+    raster = overlap_distance_of(window_access(op, 0))
+    sx, sy = _align8(x.type.nbytes), _align8(y.type.nbytes)
+    return _align8(ih * iw) + max(sx, sy) < max(sy, _align8(max(raster, 0)) + sx)
+
+
+def _align8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _dw_overlap(op: Op, k: int) -> AccessMap | InPlace | None:
+    if k == 0 and depthwise_in_place(op):
+        return InPlace(0)
+    return window_access(op, k)
+
+
+def _dw_scratch(op: Op) -> int:
+    """One ``H x W`` input plane for the in-place kernel (``mcc_depthwise_planar_scratch_bytes``), else none."""
+    _, ih, iw, _ = op.operands[0].type.shape
+    return ih * iw if depthwise_in_place(op) else 0
+
+
 DEPTHWISE_CONV2D = register_op(OpDef(
     name="nn.depthwise_conv2d",
     summary="depthwise 2-D convolution, NHWC input, [1, KH, KW, C*M] weights, optional bias and fused clamp",
     operands=("input", "weight", "bias?"),
     attrs=(*WINDOW_ATTRS, AttrSpec("depth_multiplier", AttrKind.INT, 1, "outputs per input channel"), *ACT_ATTRS),
-    infer=_dw_infer, verify=_dw_verify, macs=_dw_macs, reference=_dw_ref, overlap=window_access,
+    infer=_dw_infer, verify=_dw_verify, macs=_dw_macs, reference=_dw_ref, overlap=_dw_overlap, scratch=_dw_scratch,
 ))
 
 

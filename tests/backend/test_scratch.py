@@ -79,3 +79,31 @@ def test_scratch_is_planned_for_the_op_alone(tmp_path):
         assert hi <= buf.offset or buf.offset + buf.size <= lo
     assert plan.arena_bytes >= 6 * 5 * 4 + buf.size
     assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+def test_in_place_depthwise_scratch_equals_the_c_kernels(tmp_path):
+    """The in-place depthwise kernel's plane: Python's formula against mcc_depthwise_planar_scratch_bytes, and the
+    kernel (its result on exactly its input's bytes) against the interpreter."""
+    from compiler.ops.conv import depthwise_in_place
+
+    g = Graph("dw")
+    x = g.add_input(t8((1, 5, 4, 48)), "x")
+    rng = np.random.default_rng(2)
+    wt = const(g, rng.integers(-100, 100, (1, 3, 3, 48)).astype(np.int8), t8((1, 3, 3, 48), 0.01))
+    y = g.create("nn.depthwise_conv2d", [x, wt], [t8((1, 5, 4, 48), 0.2)], {"pads": (1, 1, 1, 1)}, ["y"]).result
+    g.outputs = [g.create("nn.relu", [y], [y.type], {}, ["r"]).result]
+    verify(g)
+    dw = y.producer
+    assert dw is not None and depthwise_in_place(dw)  # a 5x4 plane (20 B) is far below 48 x (4 + 2) B
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "main.c").write_text('#include <stdio.h>\n#include "mcc_kernels.h"\nint main(void) {\n'
+                              "    mcc_conv_params p = {0};\n    p.in_h = 5;\n    p.in_w = 4;\n    p.in_c = 48;\n"
+                              '    printf("%zu", mcc_depthwise_planar_scratch_bytes(&p));\n    return 0;\n}\n')
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME}", str(d / "main.c"),
+                    str(RUNTIME / "mcc_depthwise_planar.c"), "-o", str(d / "s")], check=True, capture_output=True)
+    assert int(subprocess.run([str(d / "s")], capture_output=True, text=True, check=True).stdout) == \
+        scratch_bytes(dw) == 20
+    plan = plan_memory(g)
+    assert plan.offset(y) == plan.offset(x)  # the result takes exactly the input's bytes
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)

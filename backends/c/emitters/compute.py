@@ -18,7 +18,7 @@ from compiler.errors import UnsupportedOpError
 from compiler.ir import DType, Op, Value
 from compiler.opdef import attr
 from compiler.ops._common import act_range_int, per_tensor
-from compiler.ops.conv import requant_multipliers
+from compiler.ops.conv import depthwise_in_place, requant_multipliers
 from compiler.ops.elementwise import add_params, mul_params
 from compiler.ops.pool import mean_multiplier
 from compiler.quant import quantize_multiplier
@@ -70,6 +70,10 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         depth_multiplier=attr(op, "depth_multiplier"), in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp,
         act_min=lo, act_max=hi)
     mult, shift = _channel_tables(op, ctx)
+    if depthwise_in_place(op):  # the plan may give the result exactly the input's bytes
+        ctx.call("mcc_depthwise_conv2d_s8_planar", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
+                                                    ctx.act(y), ctx.scratch("int8_t")], "mcc_depthwise_planar.c")
+        return
     ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift, ctx.act(y)],
              "mcc_depthwise.c")
 
