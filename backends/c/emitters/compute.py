@@ -78,7 +78,7 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
                                              ctx.act(y)], "mcc_depthwise.c")
         return
-    wq = ctx.weight(w, depthwise_fast_weights(np.asarray(w.const_value)))
+    wq = ctx.table("dw_weights", depthwise_fast_weights(np.asarray(w.const_value)))  # shared by patch tiles
     bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", np.zeros(oc, np.int32))
     ctx.call(variant, [params, ctx.cact(x), wq, bias, mult, shift, ctx.act(y)], "mcc_depthwise.c")
 
