@@ -123,7 +123,8 @@ def window_access(op: Op, k: int) -> AccessMap | None:
     """Convolution, depthwise convolution and pooling over NHWC: unit = output pixel, reads its window.
 
     The lowest byte a pixel reads is channel 0 of the first valid row and column of its window (the kernels loop
-    over output channels inside the pixel and read the window again for each, so the pixel's own input counts).
+    over output channels inside the pixel — one by one, or four at a time in the specialised depthwise kernels —
+    and read the window again for each, so the pixel's own input counts).
     """
     from compiler.opdef import attr
 

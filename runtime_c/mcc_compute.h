@@ -22,6 +22,21 @@ extern "C" {
 void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                              const int32_t *mult, const int32_t *shift, int8_t *out);
 
+/* Specialised nn.depthwise_conv2d for depth multiplier 1, dilation 1, weight zero point 0 and a K x K window with
+   stride S (K in 3, 5, 7; S in 1, 2): the window unrolled inside the input, the border apart, four channels per
+   step. wq holds the weights expanded to int16 in the kernel's own order (mcc_depthwise.c); bias must not be NULL. */
+#define MCC_DW_DECLARE(K, S)                                                                                      \
+    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int16_t *wq,       \
+                                            const int32_t *bias, const int32_t *mult, const int32_t *shift,       \
+                                            int8_t *out);
+MCC_DW_DECLARE(3, 1)
+MCC_DW_DECLARE(3, 2)
+MCC_DW_DECLARE(5, 1)
+MCC_DW_DECLARE(5, 2)
+MCC_DW_DECLARE(7, 1)
+MCC_DW_DECLARE(7, 2)
+#undef MCC_DW_DECLARE
+
 /* ---- fully connected and matmul (mcc_fully_connected.c) ------------------------------------------------------ */
 
 typedef struct {

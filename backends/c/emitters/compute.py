@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from backends.c.emitters._util import require_int8, weight_offset
 from backends.c.lower import LowerContext, emitter
 from compiler.errors import UnsupportedOpError
@@ -51,7 +53,8 @@ def _bias(op: Op, ctx: LowerContext) -> str:
 # -- depthwise conv, fully connected, matmul ------------------------------------------------------------------
 @emitter("nn.depthwise_conv2d")
 def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
-    """Direct depthwise convolution (any window, stride, dilation, padding, depth multiplier)."""
+    """Depthwise convolution: a specialised kernel (:func:`depthwise_fast_variant`) or the direct generic one (any
+    window, stride, dilation, padding, depth multiplier)."""
     x, w = op.operands[0], op.operands[1]
     y = op.result
     _require_int8(op, [w])
@@ -74,8 +77,40 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         ctx.call("mcc_depthwise_conv2d_s8_planar", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
                                                     ctx.act(y), ctx.scratch("int8_t")], "mcc_depthwise_planar.c")
         return
-    ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift, ctx.act(y)],
-             "mcc_depthwise.c")
+    variant = depthwise_fast_variant(op)
+    if variant is None:
+        ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
+                                             ctx.act(y)], "mcc_depthwise.c")
+        return
+    wq = ctx.table("dw_weights", depthwise_fast_weights(np.asarray(w.const_value)))  # shared by patch tiles
+    bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", np.zeros(oc, np.int32))
+    ctx.call(variant, [params, ctx.cact(x), wq, bias, mult, shift, ctx.act(y)], "mcc_depthwise.c")
+
+
+DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
+"""The (square window, stride) pairs with a specialised depthwise kernel (``mcc_depthwise_conv2d_s8_k<K>s<S>``)."""
+
+
+def depthwise_fast_variant(op: Op) -> str | None:
+    """The specialised kernel of a depthwise op, or None when it takes the generic one: depth multiplier 1, no
+    dilation, weight zero point 0, a square window and stride in :data:`DW_FAST`."""
+    kh, kw = op.operands[1].type.shape[1:3]
+    sh, sw = attr(op, "strides")
+    if attr(op, "depth_multiplier") != 1 or tuple(attr(op, "dilations")) != (1, 1) or weight_offset(op) != 0:
+        return None
+    if kh != kw or sh != sw or (kh, sh) not in DW_FAST or op.operands[1].const_value is None:
+        return None
+    return f"mcc_depthwise_conv2d_s8_k{kh}s{sh}"
+
+
+def depthwise_fast_weights(w: np.ndarray) -> np.ndarray:
+    """Depthwise weights [1, KH, KW, C] as the specialised kernels read them (``runtime_c/mcc_depthwise.c``), int16:
+    per block of four channels c..c+3 and per tap, ``w[c], w[c+2], w[c+1], w[c+3]``; then [tap][channel] for the
+    ``C mod 4`` channels left."""
+    taps = w.reshape(-1, w.shape[-1]).astype(np.int16)
+    blocks = taps.shape[1] // 4
+    full = taps[:, :blocks * 4].reshape(taps.shape[0], blocks, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2)
+    return np.concatenate([full.reshape(-1), taps[:, blocks * 4:].reshape(-1)])
 
 
 @emitter("nn.fully_connected")

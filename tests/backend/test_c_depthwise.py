@@ -1,0 +1,162 @@
+"""The specialised depthwise kernels (``mcc_depthwise_conv2d_s8_k<K>s<S>``): chosen by the emitter for the common
+cases, bit-exact with the interpreter on the border/interior splits, odd sizes, channel counts that are not a
+multiple of four, extreme requantization, and on an emulated Cortex-M4/M7 (the SXTAB16/SMLAxy path)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backends.c.emitters.compute import depthwise_fast_variant, depthwise_fast_weights
+from compiler.interpreter import run
+from compiler.ir import DType, Graph, QuantParams, TensorType, const
+from compiler.ops._common import conv_out_size
+from compiler.verifier import verify
+from tests.backend.harness import assert_c_matches_interpreter, compile_to_c
+from tests.helpers import q8
+
+
+def dw_graph(h: int, w: int, c: int, k: int, s: int, pads: tuple[int, int, int, int], *, seed: int = 0,
+             mult: int = 1, dil: int = 1, wzp: int = 0, batch: int = 1, bias: bool = True, xzp: int = -7,
+             out_scale: float = 0.08, act: dict | None = None, layers: int = 1, raster: bool = True) -> Graph:
+    """``layers`` depthwise convolutions in a row (each on the previous result's shape). With ``raster`` every
+    layer's input is also a graph output, so it stays live and the specialised raster kernels run (an input that
+    dies at a small map's depthwise may instead go to the in-place channel-by-channel kernel)."""
+    rng = np.random.default_rng(seed)
+    g = Graph("dw")
+    v = g.add_input(q8((batch, h, w, c), 0.05, xzp), "x")
+    kept = []
+    for i in range(layers):
+        kept.append(v)
+        _, hh, ww, cc = v.type.shape
+        oc = cc * mult
+        q = QuantParams.per_channel(list(rng.uniform(0.002, 0.02, oc)), [wzp] * oc, 3)
+        ops = [v, const(g, rng.integers(-127, 128, (1, k, k, oc)), TensorType((1, k, k, oc), DType.INT8, q), "w")]
+        if bias:
+            ops.append(const(g, rng.integers(-3000, 3000, oc), TensorType((oc,), DType.INT32), "b"))
+        oh = conv_out_size(hh, k, s, dil, pads[0], pads[2])
+        ow = conv_out_size(ww, k, s, dil, pads[1], pads[3])
+        attrs = {"strides": (s, s), "pads": pads, "dilations": (dil, dil), "depth_multiplier": mult, **(act or {})}
+        v = g.create("nn.depthwise_conv2d", ops, [q8((batch, oh, ow, oc), out_scale, 3)], attrs, [f"y{i}"]).result
+    g.outputs = [*kept, v] if raster else [v]
+    verify(g)
+    return g
+
+
+def _dw_ops(g: Graph) -> list:
+    return [op for op in g.ops if op.kind == "nn.depthwise_conv2d"]
+
+
+def test_weight_order():
+    w = np.arange(2 * 2 * 6, dtype=np.int8).reshape(1, 2, 2, 6)  # 4 taps, 6 channels: one block of 4, 2 left
+    got = depthwise_fast_weights(w).tolist()
+    taps = w.reshape(4, 6)
+    block = [int(taps[t, j]) for t in range(4) for j in (0, 2, 1, 3)]
+    rest = [int(taps[t, j]) for t in range(4) for j in (4, 5)]
+    assert got == block + rest
+
+
+@pytest.mark.parametrize("k, s, mult, dil, wzp, want", [
+    (3, 1, 1, 1, 0, "mcc_depthwise_conv2d_s8_k3s1"),
+    (5, 2, 1, 1, 0, "mcc_depthwise_conv2d_s8_k5s2"),
+    (7, 1, 1, 1, 0, "mcc_depthwise_conv2d_s8_k7s1"),
+    (3, 1, 2, 1, 0, None),   # depth multiplier
+    (3, 1, 1, 2, 0, None),   # dilation
+    (3, 1, 1, 1, 3, None),   # weight zero point
+    (1, 1, 1, 1, 0, None),   # 1x1 window
+    (3, 3, 1, 1, 0, None),   # stride 3
+])
+def test_variant_choice(tmp_path, k, s, mult, dil, wzp, want):
+    g = dw_graph(9, 9, 4, k, s, (k // 2,) * 4, mult=mult, dil=dil, wzp=wzp)
+    (op,) = _dw_ops(g)
+    assert depthwise_fast_variant(op) == want
+    compile_to_c(g, tmp_path / "c")
+    text = (tmp_path / "c" / "t.c").read_text()
+    assert (want or "mcc_depthwise_conv2d_s8(") in text
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("c", [1, 4, 7, 12])
+def test_fast_kernels_match_the_interpreter(tmp_path, k, s, c):
+    """Same padding (k // 2), an odd map: left/right border columns, top/bottom border rows and an interior."""
+    g = dw_graph(11, 13, c, k, s, (k // 2,) * 4, seed=k * 10 + s + c)
+    assert depthwise_fast_variant(_dw_ops(g)[0]) is not None
+    assert_c_matches_interpreter(g, tmp_path, n=3)
+
+
+@st.composite
+def fast_dw_graphs(draw) -> Graph:
+    k = draw(st.sampled_from([3, 5, 7]))
+    s = draw(st.sampled_from([1, 2]))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    pads = tuple(draw(st.integers(0, k - 1)) for _ in range(4))
+    h = max(h, k - pads[0] - pads[2])  # at least one output row and column
+    w = max(w, k - pads[1] - pads[3])
+    c = draw(st.integers(1, 10))
+    act = draw(st.sampled_from([None, {"act_min": 0.0, "act_max": 6.0}]))
+    return dw_graph(h, w, c, k, s, pads, seed=draw(st.integers(0, 999)), batch=draw(st.integers(1, 2)),
+                    bias=draw(st.booleans()), xzp=draw(st.integers(-128, 127)),
+                    out_scale=draw(st.sampled_from([0.08, 1e-4, 30.0])), act=act)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(g=fast_dw_graphs())
+def test_random_fast_depthwise_matches_the_interpreter(tmp_path_factory, g):
+    """Any padding (all-padding rows and columns, no interior at all), input zero point, batch, bias or none,
+    output scales whose multipliers need left shifts (1e-4) or large right shifts (30)."""
+    assert depthwise_fast_variant(_dw_ops(g)[0]) is not None
+    assert_c_matches_interpreter(g, tmp_path_factory.mktemp("dw"), n=2)
+
+
+def test_fast_kernels_under_sanitizers(tmp_path):
+    g = dw_graph(7, 6, 5, 3, 2, (1, 0, 1, 2), batch=2, act={"act_min": 0.0, "act_max": 6.0}, layers=2)
+    assert all(depthwise_fast_variant(op) for op in _dw_ops(g))
+    assert_c_matches_interpreter(g, tmp_path, n=3, sanitize=True)
+
+
+def test_generic_fallback_depth_multiplier(tmp_path):
+    g = dw_graph(7, 8, 3, 3, 1, (1, 1, 1, 1), mult=2)
+    assert depthwise_fast_variant(_dw_ops(g)[0]) is None
+    assert_c_matches_interpreter(g, tmp_path, n=3)
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="QEMU or the Arm toolchain is not installed")
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_dsp_path_on_emulated_cortex_m(tmp_path, target):
+    """The SXTAB16/SMLAxy path (Armv7E-M) equals the interpreter: every variant, odd channel counts, a zero point
+    at the edge of the int8 range."""
+    pytest.importorskip("elftools")
+    from backends.cortexm.emulate import emulate
+    from compiler.driver import LoadedModel, compile_graph, split_io
+    from compiler.targets import get_target
+
+    g = Graph("dws")
+    rng = np.random.default_rng(5)
+    v = g.add_input(q8((1, 14, 13, 6), 0.05, -128), "x")
+    for i, (k, s) in enumerate([(3, 1), (5, 1), (3, 2), (7, 1), (5, 2), (7, 2)]):
+        _, hh, ww, cc = v.type.shape
+        q = QuantParams.per_channel(list(rng.uniform(0.002, 0.05, cc)), [0] * cc, 3)
+        wt = const(g, rng.integers(-128, 128, (1, k, k, cc)), TensorType((1, k, k, cc), DType.INT8, q), f"w{i}")
+        b = const(g, rng.integers(-9000, 9000, cc), TensorType((cc,), DType.INT32), f"b{i}")
+        p = k // 2
+        oh, ow = conv_out_size(hh, k, s, 1, p, p), conv_out_size(ww, k, s, 1, p, p)
+        v = g.create("nn.depthwise_conv2d", [v, wt, b], [q8((1, oh, ow, cc), 0.1, 5)],
+                     {"strides": (s, s), "pads": (p, p, p, p)}, [f"y{i}"]).result
+    g.outputs = [v]
+    verify(g)
+    assert all(depthwise_fast_variant(op) for op in _dw_ops(g))
+    model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), (g.inputs[0].type.shape,), (v.type.shape,))
+    ins, outs = split_io(g, model)
+    out = tmp_path / "c"
+    report = compile_graph(g, out, name="dws", target=get_target(target), ins=ins, outs=outs, source="test",
+                           opt_level=0, pipeline="")
+    x = rng.integers(-128, 128, (3, *g.inputs[0].type.shape)).astype(np.int8)
+    res = emulate(out, report, target, "O3", [x])
+    for i in range(3):
+        np.testing.assert_array_equal(res.outputs[0][i].reshape(v.type.shape), run(g, [x[i]])[0])
