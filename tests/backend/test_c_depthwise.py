@@ -160,3 +160,19 @@ def test_dsp_path_on_emulated_cortex_m(tmp_path, target):
     res = emulate(out, report, target, "O3", [x])
     for i in range(3):
         np.testing.assert_array_equal(res.outputs[0][i].reshape(v.type.shape), run(g, [x[i]])[0])
+
+
+@pytest.mark.parametrize("k, s, dil", [(3, 1, 1), (5, 1, 1), (7, 1, 1), (3, 1, 2), (4, 1, 1)])
+def test_in_place_planar_kernel_matches_the_interpreter(tmp_path, k, s, dil):
+    """Small maps with many channels take the in-place channel-by-channel kernel: interior windows on its
+    branch-free path (unrolled for square k 3/5/7), border windows over their valid taps, dilation generic."""
+    from compiler.memory import plan_memory
+    from compiler.ops.conv import depthwise_in_place
+
+    pad = (k - 1) * dil // 2
+    g = dw_graph(9, 7, 96, k, s, (pad, pad, pad, pad + 1), dil=dil, seed=k + s + dil, raster=False)
+    (op,) = _dw_ops(g)
+    assert depthwise_in_place(op)
+    plan = plan_memory(g)
+    assert plan.offset(op.result) == plan.offset(op.operands[0])  # on exactly the input's bytes
+    assert_c_matches_interpreter(g, tmp_path, n=3, sanitize=True)
