@@ -34,6 +34,9 @@ class ConstArray:
     symbol: str
     array: np.ndarray
     comment: str = ""
+    alternative: tuple[str, np.ndarray] | None = None
+    """A C preprocessor condition and the contents to compile instead when it holds (a second layout of the same
+    weights, e.g. ``MCC_GEMM_NARROW``); ``array`` is the default and what flash figures count."""
 
     @property
     def ctype(self) -> str:
@@ -140,8 +143,10 @@ class LowerContext:
         off = self.plan.scratch.get(self.op)
         return "NULL" if off is None else f"({ctype} *)(arena + {off})"
 
-    def weight(self, v: Value, array: np.ndarray | None = None) -> str:
-        """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it)."""
+    def weight(self, v: Value, array: np.ndarray | None = None,
+               alternative: tuple[str, np.ndarray] | None = None) -> str:
+        """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it; with
+        ``alternative``, the condition under which the C compiles another array of the same type instead)."""
         if array is None:
             if v in self._weights:
                 return self._weights[v]
@@ -149,7 +154,8 @@ class LowerContext:
             if array is None:
                 raise UnsupportedOpError(f"{self._label()}: operand %{v.name} must be a constant")
         sym = c_identifier(f"{self.program.prefix}_{v.name}", self._symbols)
-        self.program.weights.append(ConstArray(sym, np.ascontiguousarray(array), f"%{v.name}"))
+        alt = None if alternative is None else (alternative[0], np.ascontiguousarray(alternative[1]))
+        self.program.weights.append(ConstArray(sym, np.ascontiguousarray(array), f"%{v.name}", alt))
         if array is v.const_value:
             self._weights[v] = sym
         return sym
