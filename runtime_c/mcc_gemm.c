@@ -9,10 +9,10 @@
  * 16-bit values packed two per word (twice the flash, no unpacking) or the original bytes, four per word, unpacked
  * with SXTB16 at run time.
  *
- * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. When the emitter has proved every
- * accumulator of the layer below 2^30 in magnitude and every shift is a right shift (p->fast_requant), it is
- * SMMLAR on the doubled accumulator (gemmlowp's rounding doubling high multiply, exactly, since 2*acc cannot
- * overflow), a sign fix and an arithmetic shift; otherwise the generic mcc_mbqm.
+ * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. For an output channel whose accumulators
+ * the emitter has proved below 2^30 in magnitude and whose shift is a right shift (marked by a non-zero rounding
+ * half in its requantization row), it is SMMLAR on the doubled accumulator (gemmlowp's rounding doubling high
+ * multiply, exactly, since 2*acc cannot overflow), a sign fix and an arithmetic shift; otherwise mcc_mbqm.
  *
  * A 1x1 window without padding reads the input pixel in place; any other window is first copied, as raw bytes,
  * into an im2col column of p->depth bytes in the scratch buffer (taps over the padding hold the input zero point,
@@ -45,24 +45,44 @@ static inline uint32_t mcc_read32(const void *p) {
 }
 
 /* The requantized, clamped output of one accumulator; rq = {multiplier, shift, rounding half}. */
-static inline int8_t mcc_gemm_requant(const mcc_gemm_params *p, int32_t acc, const int32_t *rq) {
+typedef struct {
+    int32_t zp, lo, hi, full; /* full: the clamp is the whole int8 range */
+} mcc_gemm_out;
+
+static inline int8_t mcc_gemm_requant(mcc_gemm_out q, int32_t acc, const int32_t *rq) {
     int32_t v;
-    if (p->fast_requant) {
-        /* rq[1] = right shift r >= 1, rq[2] = 2^(r-1); |acc| < 2^30 */
+    const int32_t h = rq[2];
+    if (h > 0) {
+        /* rq[1] = right shift r >= 1, h = 2^(r-1); |acc| < 2^30 */
         const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
 #if defined(__ARM_FEATURE_DSP)
         int32_t t;
-        __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[2]));
+        __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(h));
 #else
-        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)rq[2] << 32) + 0x80000000LL) >> 32);
+        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)h << 32) + 0x80000000LL) >> 32);
 #endif
         /* t = srdhm(acc, m) + 2^(r-1); the sign of acc stands for the sign of srdhm (both agree unless it is 0) */
         v = (t + (acc2 >> 31)) >> rq[1];
+    } else if (h < 0) {
+        /* any accumulator, right shift r = rq[1] >= 1, h = -2^(r-1): both roundings in one 64-bit sum,
+           floor((a*m + 2^30 + (2^(r-1) - [srdhm < 0]) * 2^31) / 2^(31 + r)) */
+        int64_t t = (int64_t)acc * rq[0] + (1LL << 30);
+        t += (int64_t)((uint32_t)(-h) - (t < 0 ? 1u : 0u)) << 31;
+        v = (int32_t)(t >> 32) >> (rq[1] - 1);
     } else {
         v = mcc_mbqm(acc, rq[0], rq[1]);
     }
-    v += p->out_zp;
-    return (int8_t)mcc_clamp(v, p->act_min, p->act_max);
+    v += q.zp;
+#if defined(__ARM_FEATURE_DSP)
+    v = __ssat(v, 8);
+    if (!q.full) {
+        v = mcc_clamp(v, q.lo, q.hi);
+    }
+    return (int8_t)v;
+#else
+    (void)q.full;
+    return (int8_t)mcc_clamp(v, q.lo, q.hi);
+#endif
 }
 
 #if defined(MCC_GEMM_NARROW)
@@ -99,7 +119,13 @@ static inline uint32_t mcc_sxtb16_ror8(uint32_t x) {
 #define MCC_SXTB16_ROR8(x) mcc_sxtb16_ror8(x)
 #endif
 
-/* Adds four weight words' worth of one output channel to acc: xa = (x0, x2), xb = (x1, x3). */
+static inline uint64_t mcc_read64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v); /* one LDRD on Armv7-M (word-aligned) */
+    return v;
+}
+
+/* Adds one group of four taps of one output channel to acc: xa = (x0, x2), xb = (x1, x3). */
 #if defined(MCC_GEMM_NARROW)
 #define MCC_GEMM_MAC(acc, xa, xb, wp)                               \
     do {                                                            \
@@ -110,8 +136,50 @@ static inline uint32_t mcc_sxtb16_ror8(uint32_t x) {
 #else
 #define MCC_GEMM_MAC(acc, xa, xb, wp)                               \
     do {                                                            \
-        (acc) = MCC_SMLAD((xa), (uint32_t)(wp)[0], (acc));          \
-        (acc) = MCC_SMLAD((xb), (uint32_t)(wp)[1], (acc));          \
+        const uint64_t w_ = mcc_read64(wp);                         \
+        (acc) = MCC_SMLAD((xa), (uint32_t)w_, (acc));               \
+        (acc) = MCC_SMLAD((xb), (uint32_t)(w_ >> 32), (acc));       \
+    } while (0)
+#endif
+
+/* Four output channels over one group of four taps at xp; advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW)
+/* GCC's Cortex-M7 tuning never pairs the weight loads into LDRD; one group is 1 LDR, 2 SXTB16, 4 LDRD, 8 SMLAD. */
+#define MCC_GEMM_GROUP4(xp, wp)                                                                     \
+    do {                                                                                            \
+        uint32_t xw_, xa_, w0_, w1_;                                                                \
+        __asm__("ldr %[xw], [%[x]], #4\n\t"                                                       \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
+                "sxtb16 %[xa], %[xw]\n\t"                                                         \
+                "sxtb16 %[xw], %[xw], ror #8\n\t"                                                 \
+                "smlad %[a0], %[xa], %[w0], %[a0]\n\t"                                            \
+                "smlad %[a0], %[xw], %[w1], %[a0]\n\t"                                            \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
+                "smlad %[a1], %[xa], %[w0], %[a1]\n\t"                                            \
+                "smlad %[a1], %[xw], %[w1], %[a1]\n\t"                                            \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
+                "smlad %[a2], %[xa], %[w0], %[a2]\n\t"                                            \
+                "smlad %[a2], %[xw], %[w1], %[a2]\n\t"                                            \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
+                "smlad %[a3], %[xa], %[w0], %[a3]\n\t"                                            \
+                "smlad %[a3], %[xw], %[w1], %[a3]"                                                  \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [xw] "=&r"(xw_), [xa] "=&r"(xa_), [w0] "=&r"(w0_), [w1] "=&r"(w1_)                \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP4(xp, wp)                                     \
+    do {                                                            \
+        const uint32_t xw_ = mcc_read32(xp);                        \
+        (xp) += 4;                                                  \
+        const uint32_t xa_ = MCC_SXTB16(xw_);                       \
+        const uint32_t xb_ = MCC_SXTB16_ROR8(xw_);                  \
+        MCC_GEMM_MAC(a0, xa_, xb_, (wp));                           \
+        MCC_GEMM_MAC(a1, xa_, xb_, (wp) + MCC_GEMM_WORDS_PER_GROUP);  \
+        MCC_GEMM_MAC(a2, xa_, xb_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP); \
+        MCC_GEMM_MAC(a3, xa_, xb_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP); \
+        (wp) += 4 * MCC_GEMM_WORDS_PER_GROUP;                       \
     } while (0)
 #endif
 
@@ -120,21 +188,20 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
                            const int32_t *rq, int8_t *out) {
     const int32_t groups = p->depth >> 2;
     const int32_t tail = p->depth & 3;
+    const int32_t out_c = p->out_c;
+    const mcc_gemm_out q = {p->out_zp, p->act_min, p->act_max, p->act_min == -128 && p->act_max == 127};
     const int32_t *wp = w;
     int32_t c = 0;
-    for (; c + 4 <= p->out_c; c += 4) {
+    for (; c + 4 <= out_c; c += 4) {
         int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
         const int8_t *xp = x;
-        for (int32_t g = 0; g < groups; ++g) {
-            const uint32_t xw = mcc_read32(xp);
-            xp += 4;
-            const uint32_t xa = MCC_SXTB16(xw);
-            const uint32_t xb = MCC_SXTB16_ROR8(xw);
-            MCC_GEMM_MAC(a0, xa, xb, wp);
-            MCC_GEMM_MAC(a1, xa, xb, wp + MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a2, xa, xb, wp + 2 * MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a3, xa, xb, wp + 3 * MCC_GEMM_WORDS_PER_GROUP);
-            wp += 4 * MCC_GEMM_WORDS_PER_GROUP;
+        int32_t g = groups;
+        for (; g >= 2; g -= 2) {
+            MCC_GEMM_GROUP4(xp, wp);
+            MCC_GEMM_GROUP4(xp, wp);
+        }
+        if (g) {
+            MCC_GEMM_GROUP4(xp, wp);
         }
         for (int32_t t = 0; t < tail; ++t) { /* one word per tap and channel */
             const int32_t xv = xp[t];
@@ -144,12 +211,13 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
             a3 = mcc_add_wrap(a3, xv * wp[3 * tail + t]);
         }
         wp += 4 * tail;
-        out[c] = mcc_gemm_requant(p, a0, rq + 3 * c);
-        out[c + 1] = mcc_gemm_requant(p, a1, rq + 3 * c + 3);
-        out[c + 2] = mcc_gemm_requant(p, a2, rq + 3 * c + 6);
-        out[c + 3] = mcc_gemm_requant(p, a3, rq + 3 * c + 9);
+        const int32_t *r = rq + 3 * c;
+        out[c] = mcc_gemm_requant(q, a0, r);
+        out[c + 1] = mcc_gemm_requant(q, a1, r + 3);
+        out[c + 2] = mcc_gemm_requant(q, a2, r + 6);
+        out[c + 3] = mcc_gemm_requant(q, a3, r + 9);
     }
-    for (; c < p->out_c; ++c) { /* the last out_c % 4 channels, one at a time, same pairing */
+    for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time, same pairing */
         int32_t a0 = bias[c];
         const int8_t *xp = x;
         for (int32_t g = 0; g < groups; ++g) {
@@ -162,7 +230,7 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
             a0 = mcc_add_wrap(a0, xp[t] * wp[t]);
         }
         wp += tail;
-        out[c] = mcc_gemm_requant(p, a0, rq + 3 * c);
+        out[c] = mcc_gemm_requant(q, a0, rq + 3 * c);
     }
 }
 

@@ -95,12 +95,11 @@ typedef struct {
     int32_t depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
     int32_t pad_value;    /* the input zero point: the raw value of a tap over the padding */
     int32_t out_zp, act_min, act_max;
-    int32_t fast_requant; /* 1: every |accumulator| < 2^30 and every shift < 0 (proved offline) */
 } mcc_gemm_params;
 
 /* nn.conv2d with one group, or nn.fully_connected (in_h = 1, in_w = rows, 1x1 window). w: the packed weights of
-   backends/c/emitters/gemm.py; bias: folded bias per output channel; rq: {multiplier, shift, half} per output
-   channel. scratch: mcc_conv_gemm_s8_scratch_bytes(p) bytes (NULL when that is 0). */
+   backends/c/emitters/gemm.py; bias: folded bias per output channel; rq: per output channel {multiplier, right shift, 2^(right shift - 1)}
+   when the fast requantization is proved exact for it, else {multiplier, shift, 0}. scratch: mcc_conv_gemm_s8_scratch_bytes(p) bytes (NULL when that is 0). */
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch);
 size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p);

@@ -6,8 +6,8 @@ Everything the kernel would otherwise do per inference is done here, once per la
   ``(k, k+2), (k+1, k+3)`` in 16-bit halves (the order SXTB16 unpacks input bytes in), or kept as bytes for the
   narrow layout a size-first build compiles instead (:func:`pack_weights`);
 - the input offset is folded into the bias: ``bias + in_offset * sum_k w`` (int32, wrapping like the kernel);
-- per layer, the requantization variant: when every accumulator is provably below 2^30 in magnitude and every
-  shift is a right shift, the kernel uses SMMLAR on the doubled accumulator (:func:`requant_table`).
+- per output channel, the requantization variant: when its accumulators are provably below 2^30 in magnitude and
+  its shift is a right shift, the kernel uses SMMLAR on the doubled accumulator (:func:`requant_table`).
 """
 
 from __future__ import annotations
@@ -62,22 +62,22 @@ def fold_bias(bias: np.ndarray | None, w: np.ndarray, in_offset: int) -> np.ndar
     return wrap_int32(b + in_offset * w.astype(np.int64).sum(axis=1)).astype(np.int32)
 
 
-def requant_table(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``{multiplier, shift, half}`` per output channel and whether the fast exact variant applies.
+def requant_table(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``{multiplier, shift, half}`` per output channel, choosing the exact requantization variant per channel.
 
-    Fast: every accumulator ``|bias + sum_k x*w| <= |bias| + 128 * sum_k |w|`` stays below 2^30 (so doubling it
-    cannot overflow) and every shift is negative (or the multiplier is 0); the row is then ``{m, r, 2^(r-1)}`` with
-    ``r = -shift``. Otherwise ``{m, shift, 0}`` for the generic MultiplyByQuantizedMultiplier."""
+    Fast (``half > 0``) when the multiplier is 0 (the result is 0 whatever the accumulator), or when every
+    accumulator ``|bias + sum_k x*w| <= |bias| + 128 * sum_k |w|`` stays below 2^30 (so doubling it cannot
+    overflow) and the shift is negative: ``{m, r, 2^(r-1)}`` with ``r = -shift`` (1 for a zero multiplier). Any
+    other negative shift: ``{m, r, -2^(r-1)}``, both roundings in one 64-bit sum. A shift >= 0: ``{m, shift, 0}``,
+    the generic MultiplyByQuantizedMultiplier."""
     m = mult.astype(np.int64)
     s = shift.astype(np.int64)
     bound = np.abs(bias.astype(np.int64)) + 128 * np.abs(w.astype(np.int64)).sum(axis=1)
-    fast = bool(np.all(bound < (1 << 30)) and np.all((s < 0) | (m == 0)))
-    if fast:
-        r = np.where(m == 0, 1, -s)
-        rows = np.stack([m, r, np.int64(1) << (r - 1)], axis=1)
-    else:
-        rows = np.stack([m, s, np.zeros_like(m)], axis=1)
-    return rows.astype(np.int32).reshape(-1), fast
+    fast = (m == 0) | ((bound < (1 << 30)) & (s < 0))
+    right = ~fast & (s < 0)
+    r = np.where(m == 0, 1, np.where(fast | right, -s, s))
+    half = np.where(fast | right, np.int64(1) << np.where(fast | right, r - 1, 0), 0)
+    return np.stack([m, r, np.where(right, -half, half)], axis=1).astype(np.int32).reshape(-1)
 
 
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
@@ -92,9 +92,9 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     folded = fold_bias(bias, w2d, in_offset)
     mult, shift = requant_multipliers(op)
-    rq, fast = requant_table(mult, shift, folded, w2d)
+    rq = requant_table(mult, shift, folded, w2d)
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
-                        act_min=act[0], act_max=act[1], fast_requant=int(fast))
+                        act_min=act[0], act_max=act[1])
     wsym = ctx.weight(weight, pack_weights(w2d, depth, narrow=False), (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
                                   ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
