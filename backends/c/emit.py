@@ -201,6 +201,10 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     # -- runtime kernels actually used
     for name in sorted(program.runtime_files):
         shutil.copyfile(RUNTIME_DIR / name, out_dir / name)
+        if name == "mcc_gemm.c" and program.narrow_gemm:
+            text = (out_dir / name).read_text()
+            (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"
+                                        "#define MCC_GEMM_NARROW 1\n" + text)
         written.append(out_dir / name)
 
     kernels = " ".join(sorted(f for f in program.runtime_files if f.endswith(".c")))

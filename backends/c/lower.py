@@ -75,6 +75,16 @@ class Program:
     tables: list[ConstArray] = field(default_factory=list)
     params: list[ParamStruct] = field(default_factory=list)
     runtime_files: set[str] = field(default_factory=set)
+    narrow_gemm: bool = False
+    """The GEMM weights are compiled in their byte layout only (``MCC_GEMM_NARROW`` fixed in the project's copy of
+    ``mcc_gemm.c``): set by :meth:`use_narrow_gemm` when the 16-bit layout would not fit the target's flash."""
+
+    def use_narrow_gemm(self) -> None:
+        """Keep only the byte layout of every weight array that has one (half the flash of the 16-bit one)."""
+        for a in self.weights:
+            if a.alternative is not None:
+                a.array, a.alternative = a.alternative[1], None
+        self.narrow_gemm = True
 
 
 Emitter = Callable[[Op, "LowerContext"], None]
