@@ -42,7 +42,7 @@ def pack_weights(w: np.ndarray, depth: int, narrow: bool) -> np.ndarray:
     co, k = w.shape
     full = np.zeros((co, depth), dtype=np.int64)
     full[:, :k] = w
-    groups, tail = depth // 4, depth % 4
+    groups = depth // 4
     parts = []
     n4 = co // 4 * 4
     for lo, hi, nb in ((0, n4, 4), (n4, co, 1)):
