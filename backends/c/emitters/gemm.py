@@ -30,8 +30,8 @@ def _words(blocks: np.ndarray, tail: np.ndarray, narrow: bool) -> np.ndarray:
     else:
         u = b & 0xFFFF
         words = np.stack([u[..., 0] | (u[..., 2] << 16), u[..., 1] | (u[..., 3] << 16)], axis=-1)  # [B, G, nb, 2]
-    words = words.reshape(b.shape[0], -1)
-    t = (tail.astype(np.int64) & 0xFFFFFFFF).reshape(tail.shape[0], -1)
+    words = words.reshape(b.shape[0], words[0].size if b.shape[0] else 0)
+    t = (tail.astype(np.int64) & 0xFFFFFFFF).reshape(tail.shape[0], tail[0].size if tail.shape[0] else 0)
     return np.concatenate([words, t], axis=1)
 
 
@@ -49,7 +49,8 @@ def pack_weights(w: np.ndarray, depth: int, narrow: bool) -> np.ndarray:
         if hi == lo:
             continue
         sub = full[lo:hi].reshape((hi - lo) // nb, nb, depth)
-        parts.append(_words(sub[:, :, :groups * 4].reshape(-1, nb, groups, 4), sub[:, :, groups * 4:], narrow)
+        nblk = (hi - lo) // nb
+        parts.append(_words(sub[:, :, :groups * 4].reshape(nblk, nb, groups, 4), sub[:, :, groups * 4:], narrow)
                      .reshape(-1))
     words = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     assert np.all((words >= 0) & (words < (1 << 32)))
