@@ -180,6 +180,10 @@ def check_integer(graph: Graph) -> None:
                                          f"op for its operands); the C backend needs integer tensors")
 
 
+CODE_RESERVE_BYTES = 64 * 1024
+"""Flash kept for code when choosing the GEMM weights' layout: the 16-bit one only if the constants leave this."""
+
+
 def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins: list[IOSpec],
                   outs: list[IOSpec], source: str, opt_level: int, pipeline: str,
                   notes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -193,8 +197,10 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
         pipeline = ",".join(p for p in (pipeline, "plan-memory") if p)
     plan = plan_from_ir(graph)
     program = lower(graph, plan, name, {graph.inputs[i]: s.c_field for i, s in enumerate(ins)})
-    weights_bytes = sum(a.array.nbytes for a in program.weights)
     tables_bytes = sum(a.array.nbytes for a in program.tables)
+    if sum(a.array.nbytes for a in program.weights) + tables_bytes + CODE_RESERVE_BYTES > target.flash_bytes:
+        program.use_narrow_gemm()  # the GEMM kernels' 16-bit weights would not fit: keep their bytes
+    weights_bytes = sum(a.array.nbytes for a in program.weights)
     peak_index = int(np.argmax(plan.live_bytes)) if plan.live_bytes else 0
     report: dict[str, Any] = {
         "report_version": REPORT_VERSION,

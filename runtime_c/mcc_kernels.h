@@ -83,6 +83,33 @@ void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, 
                                     const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *plane);
 size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
 
+/* ---- convolution and fully connected as an int8 x int16 GEMM (runtime_c/mcc_gemm.c) ----------------------- */
+
+/* Which weight layout the GEMM kernels read, fixed when the C is compiled: MCC_GEMM_NARROW keeps the weights as
+   bytes (unpacked with SXTB16 at run time: half the flash, slower); otherwise they are 16-bit, twice the flash.
+   A size-first build (GCC's -Os defines __OPTIMIZE_SIZE__) takes the narrow layout unless MCC_GEMM_WIDE is
+   defined; -DMCC_GEMM_NARROW forces it at any level. The weight file holds both layouts under the same #if, so
+   only one is compiled in. */
+#if !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE_SIZE__) && !defined(MCC_GEMM_WIDE)
+#define MCC_GEMM_NARROW 1
+#endif
+
+typedef struct {
+    int32_t batch, in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int32_t depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
+    int32_t pad_value;    /* the input zero point: the raw value of a tap over the padding */
+    int32_t out_zp, act_min, act_max;
+} mcc_gemm_params;
+
+/* nn.conv2d with one group, or nn.fully_connected (in_h = 1, in_w = rows, 1x1 window). w: the packed weights of
+   backends/c/emitters/gemm.py; bias: folded bias per output channel; rq: per output channel {multiplier, right shift, 2^(right shift - 1)}
+   when the fast requantization is proved exact for it, else {multiplier, shift, 0}. scratch: mcc_conv_gemm_s8_scratch_bytes(p) bytes (NULL when that is 0). */
+void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
+                      const int32_t *rq, int8_t *out, int8_t *scratch);
+size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -39,7 +39,7 @@ def test_guard_catches_writes_outside_the_plan(tmp_path):
     compile_to_c(_conv_graph(3, 1, (1, 1, 1, 1), 1, 3, 4), project)
     source = project / "t.c"
     text = source.read_text()
-    call = re.search(r"mcc_conv2d_s8\(.*\(int8_t \*\)\(arena \+ (\d+)\), ([^;]*)\);", text)
+    call = re.search(r"mcc_conv(?:2d|_gemm)_s8\(.*\(int8_t \*\)\(arena \+ (\d+)\), ([^;]*)\);", text)
     assert call is not None
     arena = json.loads((project / "report.json").read_text())["arena_bytes"]
     # move the conv's output so that it runs past the end of the arena: the guard must see it

@@ -150,14 +150,19 @@ def class_spans(graph: Graph) -> dict[Value, tuple[int, int, int]]:
 
 
 def scratch_of(op: Op) -> int:
-    """Kernel scratch bytes (aligned): an int8 conv with a window of more than one tap gathers it as int16 values;
-    the in-place depthwise kernel copies one H x W input channel at a time."""
+    """Kernel scratch bytes (aligned): the in-place depthwise kernel copies one H x W input channel at a time;
+    the GEMM conv kernel gathers a window that is not an in-place 1x1 pixel as int8 bytes (rounded up to 4); the
+    general int8 conv kernel a window of more than one tap as int16 values."""
+    from compiler.ops.conv import gemm_conv, gemm_conv_direct
+
     if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):
         _, h, w, _ = op.operands[0].type.shape
         return align(h * w)
     if op.kind != "nn.conv2d" or op.operands[0].type.dtype is not DType.INT8:
         return 0
     _, kh, kw, cg = op.operands[1].type.shape
+    if gemm_conv(op):
+        return 0 if gemm_conv_direct(op) else align((kh * kw * cg + 3) // 4 * 4)
     return align(2 * kh * kw * cg) if kh * kw > 1 else 0
 
 

@@ -103,14 +103,21 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
 
     # -- weights
     w = [_banner(source), "#include <stdint.h>\n\n#include \"mcc_kernels.h\"\n\n"]
-    w += [_format_array(a, 4, "") + "\n" for a in program.weights]
+    for a in program.weights:
+        if a.alternative is None:
+            w.append(_format_array(a, 4, "") + "\n")
+        else:
+            cond, alt = a.alternative
+            other = ConstArray(a.symbol, alt, a.comment + f" ({cond})")
+            w.append(f"#if {cond}\n{_format_array(other, 4, '')}#else\n{_format_array(a, 4, '')}#endif\n\n")
     put(f"{p}_weights.c", "".join(w))
 
     # -- model
     c = [_banner(source), "#include <string.h>\n\n#include \"mcc_kernels.h\"\n", f"#include \"{p}.h\"\n\n"]
     c.append(_LAYER_HOOK_DEFAULT)
     for a in program.weights:
-        c.append(f"extern const {a.ctype} {a.symbol}[{max(a.array.size, 1)}];\n")
+        size = "" if a.alternative is not None else max(a.array.size, 1)
+        c.append(f"extern const {a.ctype} {a.symbol}[{size}];\n")
     c.append("\n")
     for t in program.tables:
         c.append(_format_array(t, 4, "static "))
@@ -194,6 +201,10 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     # -- runtime kernels actually used
     for name in sorted(program.runtime_files):
         shutil.copyfile(RUNTIME_DIR / name, out_dir / name)
+        if name == "mcc_gemm.c" and program.narrow_gemm:
+            text = (out_dir / name).read_text()
+            (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"
+                                        "#define MCC_GEMM_NARROW 1\n" + text)
         written.append(out_dir / name)
 
     kernels = " ".join(sorted(f for f in program.runtime_files if f.endswith(".c")))

@@ -34,6 +34,9 @@ class ConstArray:
     symbol: str
     array: np.ndarray
     comment: str = ""
+    alternative: tuple[str, np.ndarray] | None = None
+    """A C preprocessor condition and the contents to compile instead when it holds (a second layout of the same
+    weights, e.g. ``MCC_GEMM_NARROW``); ``array`` is the default and what flash figures count."""
 
     @property
     def ctype(self) -> str:
@@ -72,6 +75,16 @@ class Program:
     tables: list[ConstArray] = field(default_factory=list)
     params: list[ParamStruct] = field(default_factory=list)
     runtime_files: set[str] = field(default_factory=set)
+    narrow_gemm: bool = False
+    """The GEMM weights are compiled in their byte layout only (``MCC_GEMM_NARROW`` fixed in the project's copy of
+    ``mcc_gemm.c``): set by :meth:`use_narrow_gemm` when the 16-bit layout would not fit the target's flash."""
+
+    def use_narrow_gemm(self) -> None:
+        """Keep only the byte layout of every weight array that has one (half the flash of the 16-bit one)."""
+        for a in self.weights:
+            if a.alternative is not None:
+                a.array, a.alternative = a.alternative[1], None
+        self.narrow_gemm = True
 
 
 Emitter = Callable[[Op, "LowerContext"], None]
@@ -140,8 +153,10 @@ class LowerContext:
         off = self.plan.scratch.get(self.op)
         return "NULL" if off is None else f"({ctype} *)(arena + {off})"
 
-    def weight(self, v: Value, array: np.ndarray | None = None) -> str:
-        """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it)."""
+    def weight(self, v: Value, array: np.ndarray | None = None,
+               alternative: tuple[str, np.ndarray] | None = None) -> str:
+        """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it; with
+        ``alternative``, the condition under which the C compiles another array of the same type instead)."""
         if array is None:
             if v in self._weights:
                 return self._weights[v]
@@ -149,7 +164,8 @@ class LowerContext:
             if array is None:
                 raise UnsupportedOpError(f"{self._label()}: operand %{v.name} must be a constant")
         sym = c_identifier(f"{self.program.prefix}_{v.name}", self._symbols)
-        self.program.weights.append(ConstArray(sym, np.ascontiguousarray(array), f"%{v.name}"))
+        alt = None if alternative is None else (alternative[0], np.ascontiguousarray(alternative[1]))
+        self.program.weights.append(ConstArray(sym, np.ascontiguousarray(array), f"%{v.name}", alt))
         if array is v.const_value:
             self._weights[v] = sym
         return sym

@@ -183,12 +183,46 @@ def _conv_ref(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [_finish(op, acc, inputs, x, w, 3)]
 
 
+def gemm_conv(op: Op) -> bool:
+    """True when the int8 GEMM kernel (``runtime_c/mcc_gemm.c``) runs this ``nn.conv2d``: int8 input, weights and
+    result, one group, symmetric weights (every weight zero point 0). Other convolutions use ``mcc_conv2d.c``."""
+    x, w, y = op.operands[0].type, op.operands[1].type, op.results[0].type
+    if not (x.dtype is DType.INT8 and w.dtype is DType.INT8 and y.dtype is DType.INT8):
+        return False
+    q = w.quant
+    return attr(op, "groups") == 1 and q is not None and all(z == 0 for z in q.zero_point)
+
+
+def gemm_conv_direct(op: Op) -> bool:
+    """A GEMM convolution that reads its input pixels in place (``mcc_gemm_direct`` in C): a 1x1 window, no top or
+    left padding, every output pixel on an input pixel. Any other window goes through an im2col column."""
+    x, y, w = op.operands[0].type, op.results[0].type, op.operands[1].type
+    sh, sw = attr(op, "strides")
+    pt, pl = attr(op, "pads")[:2]
+    return (w.shape[1] == w.shape[2] == 1 and pt == 0 and pl == 0 and (y.shape[1] - 1) * sh < x.shape[1]
+            and (y.shape[2] - 1) * sw < x.shape[2])
+
+
+def gemm_conv_depth(op: Op) -> int:
+    """Weights per output channel as the GEMM kernel lays them out: ``C_in`` when direct, else the im2col column's
+    ``k_h * k_w * C_in`` rounded up to a multiple of 4 (zero weights over the padding)."""
+    w = op.operands[1].type
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    return k if gemm_conv_direct(op) else (k + 3) // 4 * 4
+
+
 def conv_scratch_bytes(op: Op) -> int:
-    """Scratch of the int8 conv kernel (``mcc_conv2d_s8_scratch_bytes`` in ``runtime_c/mcc_conv2d.c``): one im2col
-    column of int16 values, ``k_h * k_w * C_in / groups`` of them, when the window has more than one tap; a 1x1
-    convolution reads its input pixels in place and needs none."""
+    """Scratch of the int8 conv kernels, mirroring their ``*_scratch_bytes`` functions in C. The GEMM kernel
+    (``mcc_conv_gemm_s8_scratch_bytes`` in ``runtime_c/mcc_gemm.c``): none when it reads pixels in place, else an
+    int8 im2col column of :func:`gemm_conv_depth` bytes. The general kernel (``mcc_conv2d_s8_scratch_bytes`` in
+    ``runtime_c/mcc_conv2d.c``): one int16 column of ``k_h * k_w * C_in / groups`` values when the window has more
+    than one tap."""
     x, w = op.operands[0].type, op.operands[1].type
-    if x.dtype is not DType.INT8 or w.shape[1] * w.shape[2] == 1:
+    if x.dtype is not DType.INT8:
+        return 0
+    if gemm_conv(op):
+        return 0 if gemm_conv_direct(op) else gemm_conv_depth(op)
+    if w.shape[1] * w.shape[2] == 1:
         return 0
     return w.shape[1] * w.shape[2] * w.shape[3] * 2
 

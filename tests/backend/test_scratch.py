@@ -60,8 +60,9 @@ def c_scratch(tmp_path_factory):
 
 
 @settings(max_examples=25, deadline=None)
-@given(kh=st.integers(1, 7), kw=st.integers(1, 7), cg=st.integers(1, 9), groups=st.integers(1, 3))
+@given(kh=st.integers(1, 7), kw=st.integers(1, 7), cg=st.integers(1, 9), groups=st.integers(2, 3))
 def test_python_scratch_formula_equals_the_c_kernels(c_scratch, kh, kw, cg, groups):
+    """Several groups: the general kernel (mcc_conv2d.c; one group runs the GEMM kernel, tested below)."""
     g = conv_graph(8, 8, cg * groups, groups, (kh, kw), groups, (kh // 2, kw // 2, (kh - 1) // 2, (kw - 1) // 2))
     (conv,) = [op for op in g.ops if op.kind == "nn.conv2d"]
     assert scratch_bytes(conv) == c_scratch([(kh, kw, cg * groups, groups)])[0]
@@ -107,3 +108,43 @@ def test_in_place_depthwise_scratch_equals_the_c_kernels(tmp_path):
     plan = plan_memory(g)
     assert plan.offset(y) == plan.offset(x)  # the result takes exactly the input's bytes
     assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+@pytest.fixture(scope="module")
+def c_gemm_scratch(tmp_path_factory):
+    """A host program printing ``mcc_conv_gemm_s8_scratch_bytes`` for parameter lines read from stdin."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    d = tmp_path_factory.mktemp("gemm_scratch")
+    (d / "main.c").write_text(
+        '#include <stdio.h>\n#include "mcc_kernels.h"\n'
+        "int main(void) {\n    mcc_gemm_params p = {0};\n"
+        '    while (scanf("%d %d %d %d %d %d %d %d %d %d %d", &p.k_h, &p.k_w, &p.in_c, &p.in_h, &p.in_w, &p.out_h,\n'
+        "                 &p.out_w, &p.stride_h, &p.stride_w, &p.pad_top, &p.pad_left) == 11) {\n"
+        '        printf("%zu\\n", mcc_conv_gemm_s8_scratch_bytes(&p));\n    }\n    return 0;\n}\n')
+    exe = d / "scratch"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME}", str(d / "main.c"),
+                    str(RUNTIME / "mcc_gemm.c"), "-o", str(exe)], check=True, capture_output=True)
+
+    def query(row: tuple[int, ...]) -> int:
+        text = " ".join(str(v) for v in row) + "\n"
+        return int(subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout)
+
+    return query
+
+
+@settings(max_examples=25, deadline=None)
+@given(kh=st.integers(1, 4), kw=st.integers(1, 4), c=st.integers(1, 9), s=st.integers(1, 3),
+       pads=st.tuples(*[st.integers(0, 2)] * 4))
+def test_python_scratch_formula_equals_the_gemm_kernels(c_gemm_scratch, kh, kw, c, s, pads):
+    """groups == 1 and symmetric weights: the GEMM kernel (direct 1x1 or an int8 im2col column)."""
+    pads = tuple(min(p, k - 1) if p else 0 for p, k in zip(pads, (kh, kw, kh, kw), strict=True))
+    g = Graph("conv")
+    x = g.add_input(t8((1, 7, 6, c)), "x")
+    wt = const(g, np.ones((3, kh, kw, c), np.int8), t8((3, kh, kw, c), 0.01))
+    oh, ow = (7 + pads[0] + pads[2] - kh) // s + 1, (6 + pads[1] + pads[3] - kw) // s + 1
+    y = g.create("nn.conv2d", [x, wt], [t8((1, oh, ow, 3), 0.2)], {"pads": pads, "strides": (s, s)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    (conv,) = [op for op in g.ops if op.kind == "nn.conv2d"]
+    assert scratch_bytes(conv) == c_gemm_scratch((kh, kw, c, 7, 6, oh, ow, s, s, pads[0], pads[1]))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.c.emitters._util import require_int8, weight_offset
+from backends.c.emitters.gemm import emit_gemm
 from backends.c.lower import LowerContext, emitter
 from compiler.errors import UnsupportedOpError
 from compiler.ir import DType, Op, Value
@@ -123,6 +124,13 @@ def fully_connected(op: Op, ctx: LowerContext) -> None:
     _, xzp = per_tensor(x, op, "input")
     _, yzp = per_tensor(y, op, "result")
     lo, hi = act_range_int(op, y.type)
+    q = w.type.quant
+    if w.const_value is not None and q is not None and all(z == 0 for z in q.zero_point):
+        rows = math.prod(x.type.shape[:-1])
+        geometry = dict(batch=1, in_h=1, in_w=rows, in_c=depth, out_h=1, out_w=rows, out_c=n_out, k_h=1, k_w=1,
+                        stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=0, pad_left=0)
+        emit_gemm(op, ctx, w, w.const_value.astype("int64"), depth, -xzp, geometry, yzp, (lo, hi), "NULL")
+        return
     params = ctx.params("mcc_fc_params", rows=math.prod(x.type.shape[:-1]), depth=depth, out_c=n_out,
                         in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp, act_min=lo, act_max=hi)
     mult, shift = _channel_tables(op, ctx)

@@ -1,0 +1,101 @@
+"""The int8 GEMM kernel (``runtime_c/mcc_gemm.c``) for ``nn.conv2d`` with one group and ``nn.fully_connected``.
+
+Everything the kernel would otherwise do per inference is done here, once per layer:
+
+- the weights ``w - w_zp`` are blocked by four output channels and, per group of four taps, paired as
+  ``(k, k+2), (k+1, k+3)`` in 16-bit halves (the order SXTB16 unpacks input bytes in), or kept as bytes for the
+  narrow layout a size-first build compiles instead (:func:`pack_weights`);
+- the input offset is folded into the bias: ``bias + in_offset * sum_k w`` (int32, wrapping like the kernel);
+- per output channel, the requantization variant: when its accumulators are provably below 2^30 in magnitude and
+  its shift is a right shift, the kernel uses SMMLAR on the doubled accumulator (:func:`requant_table`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.ir import Op, Value
+from compiler.quant import wrap_int32
+
+NARROW = "defined(MCC_GEMM_NARROW)"
+"""The C condition under which the weight file holds the byte layout instead of the 16-bit one."""
+
+
+def _words(blocks: np.ndarray, tail: np.ndarray, narrow: bool) -> np.ndarray:
+    """Packed words of channel blocks: ``blocks`` [B, nb, G, 4] (group taps), ``tail`` [B, nb, T] -> [B, words]."""
+    b = blocks.astype(np.int64).transpose(0, 2, 1, 3)  # [B, G, nb, 4]
+    if narrow:
+        u = b & 0xFF
+        words = u[..., 0] | (u[..., 1] << 8) | (u[..., 2] << 16) | (u[..., 3] << 24)  # [B, G, nb]
+    else:
+        u = b & 0xFFFF
+        words = np.stack([u[..., 0] | (u[..., 2] << 16), u[..., 1] | (u[..., 3] << 16)], axis=-1)  # [B, G, nb, 2]
+    words = words.reshape(b.shape[0], words[0].size if b.shape[0] else 0)
+    t = (tail.astype(np.int64) & 0xFFFFFFFF).reshape(tail.shape[0], tail[0].size if tail.shape[0] else 0)
+    return np.concatenate([words, t], axis=1)
+
+
+def pack_weights(w: np.ndarray, depth: int, narrow: bool) -> np.ndarray:
+    """Weights [C_out, K] (zero point removed) as the kernel reads them, int32 words: blocks of four output
+    channels, then the last ``C_out % 4`` one by one; in each block, per group of four taps, every channel's
+    words (two 16-bit pairs, or four bytes when ``narrow``), then the ``depth % 4`` tail taps, one word each."""
+    co, k = w.shape
+    full = np.zeros((co, depth), dtype=np.int64)
+    full[:, :k] = w
+    groups = depth // 4
+    parts = []
+    n4 = co // 4 * 4
+    for lo, hi, nb in ((0, n4, 4), (n4, co, 1)):
+        if hi == lo:
+            continue
+        sub = full[lo:hi].reshape((hi - lo) // nb, nb, depth)
+        nblk = (hi - lo) // nb
+        parts.append(_words(sub[:, :, :groups * 4].reshape(nblk, nb, groups, 4), sub[:, :, groups * 4:], narrow)
+                     .reshape(-1))
+    words = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    assert np.all((words >= 0) & (words < (1 << 32)))
+    return words.astype(np.uint32).view(np.int32)
+
+
+def fold_bias(bias: np.ndarray | None, w: np.ndarray, in_offset: int) -> np.ndarray:
+    """``bias + in_offset * sum_k w`` per output channel, wrapped to int32 like the kernel's accumulator."""
+    b = np.zeros(w.shape[0], dtype=np.int64) if bias is None else bias.astype(np.int64)
+    return wrap_int32(b + in_offset * w.astype(np.int64).sum(axis=1)).astype(np.int32)
+
+
+def requant_table(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``{multiplier, shift, half}`` per output channel, choosing the exact requantization variant per channel.
+
+    Fast (``half > 0``) when the multiplier is 0 (the result is 0 whatever the accumulator), or when every
+    accumulator ``|bias + sum_k x*w| <= |bias| + 128 * sum_k |w|`` stays below 2^30 (so doubling it cannot
+    overflow) and the shift is negative: ``{m, r, 2^(r-1)}`` with ``r = -shift`` (1 for a zero multiplier). Any
+    other negative shift: ``{m, r, -2^(r-1)}``, both roundings in one 64-bit sum. A shift >= 0: ``{m, shift, 0}``,
+    the generic MultiplyByQuantizedMultiplier."""
+    m = mult.astype(np.int64)
+    s = shift.astype(np.int64)
+    bound = np.abs(bias.astype(np.int64)) + 128 * np.abs(w.astype(np.int64)).sum(axis=1)
+    fast = (m == 0) | ((bound < (1 << 30)) & (s < 0))
+    right = ~fast & (s < 0)
+    r = np.where(m == 0, 1, np.where(fast | right, -s, s))
+    half = np.where(fast | right, np.int64(1) << np.where(fast | right, r - 1, 0), 0)
+    return np.stack([m, r, np.where(right, -half, half)], axis=1).astype(np.int32).reshape(-1)
+
+
+def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
+              geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str) -> None:
+    """One ``mcc_conv_gemm_s8`` call for ``op`` with weights ``w2d`` [C_out, K] (zero point removed)."""
+    from compiler.ops.conv import requant_multipliers
+
+    bias = op.operands[2].const_value if len(op.operands) > 2 else None
+    if len(op.operands) > 2 and bias is None:
+        from compiler.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
+    folded = fold_bias(bias, w2d, in_offset)
+    mult, shift = requant_multipliers(op)
+    rq = requant_table(mult, shift, folded, w2d)
+    params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
+                        act_min=act[0], act_max=act[1])
+    wsym = ctx.weight(weight, pack_weights(w2d, depth, narrow=False), (NARROW, pack_weights(w2d, depth, narrow=True)))
+    ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
+                                  ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")

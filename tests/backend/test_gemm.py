@@ -1,0 +1,66 @@
+"""The GEMM kernel (runtime_c/mcc_gemm.c): weight packing, per-channel requantization variants and the C build
+against the interpreter on the awkward cases (huge biases, zero and left-shift multipliers, K and C_out tails)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.c.emitters.gemm import pack_weights, requant_table
+from compiler.ir import DType, Graph, QuantParams, TensorType, const
+from compiler.verifier import verify
+from tests.backend.harness import assert_c_matches_interpreter
+
+
+def test_wide_layout_pairs_taps_for_sxtb16():
+    w = np.arange(2 * 4 * 5).reshape(8, 5) - 20  # two blocks of four channels, K = 5: one group and one tail tap
+    words = pack_weights(w, 5, narrow=False).view(np.uint32).astype(np.int64)
+    half = lambda v: ((v + (1 << 15)) & 0xFFFF) - (1 << 15)  # noqa: E731
+    # block 0, group 0, channel 0: (k0, k2) then (k1, k3)
+    assert [half(words[0] & 0xFFFF), half(words[0] >> 16), half(words[1] & 0xFFFF), half(words[1] >> 16)] == \
+        [w[0, 0], w[0, 2], w[0, 1], w[0, 3]]
+    assert words.size == 2 * (4 * 2 + 4)  # per block: 4 channels x 2 words, then 4 tail words
+    narrow = pack_weights(w, 5, narrow=True).view(np.uint32)
+    assert narrow.size == 2 * (4 + 4) and int(narrow[1]) & 0xFF == w[1, 0] & 0xFF
+
+
+def test_requant_rows_choose_the_variant_per_channel():
+    mult = np.array([1 << 30, 0, 1 << 30, 1 << 30])
+    shift = np.array([-3, 0, -3, 2])
+    bias = np.array([0, 0, 1 << 30, 0])
+    rows = requant_table(mult, shift, bias, np.ones((4, 8), np.int64)).reshape(4, 3)
+    assert rows.tolist() == [[1 << 30, 3, 4], [0, 1, 1], [1 << 30, 3, -4], [1 << 30, 2, 0]]
+
+
+def _t8(shape, scale, zp=0):
+    return TensorType(shape, DType.INT8, QuantParams.per_tensor(scale, zp))
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv1x1", "conv3x3"])
+def test_extreme_requantization_matches_the_interpreter(tmp_path, kind):
+    """Channels with huge biases (64-bit variant), left shifts (generic), flushed multipliers and tiny shifts."""
+    rng = np.random.default_rng(7)
+    co, ci = 11, 7  # tails in both K and C_out
+    scales = [1e-9, 0.02, 3.0, 1e-12, 0.5, 0.01, 40.0, 2e-6, 0.1, 0.3, 1e-4]
+    wq = QuantParams(tuple(scales), tuple([0] * co), 0)
+    g = Graph("g")
+    if kind == "fc":
+        x = g.add_input(_t8((3, ci), 0.05, 5), "x")
+        w = const(g, rng.integers(-127, 128, (co, ci)).astype(np.int8), TensorType((co, ci), DType.INT8, wq))
+    else:
+        k = 1 if kind == "conv1x1" else 3
+        x = g.add_input(_t8((1, 5, 4, ci), 0.05, 5), "x")
+        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+                  TensorType((co, k, k, ci), DType.INT8, wq))
+    big = np.array([1 << 30, -(1 << 30), 2_000_000_000, -2_100_000_000, 5, -7, 1 << 29, 0, 123456, -1, 99],
+                   dtype=np.int32)
+    b = const(g, big, TensorType((co,), DType.INT32, QuantParams(tuple(0.05 * s for s in scales),
+                                                                   tuple([0] * co), 0)))
+    if kind == "fc":
+        y = g.create("nn.fully_connected", [x, w, b], [_t8((3, co), 0.2, -3)], {}, ["y"]).result
+    else:
+        p = (1, 1, 1, 1) if kind == "conv3x3" else (0, 0, 0, 0)
+        y = g.create("nn.conv2d", [x, w, b], [_t8((1, 5, 4, co), 0.2, -3)], {"pads": p}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
