@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,10 +19,13 @@ from compiler import __version__
 from compiler.analysis import layer_table, op_macs
 from compiler.errors import DoesNotFitError, MccError, UnsupportedOpError
 from compiler.ir import DType, Graph, Value
-from compiler.memory import plan_from_ir
+from compiler.memory import MemoryPlan, plan_from_ir
 from compiler.passmanager import PassContext, PassManager, parse_pipeline
 from compiler.pipelines import PatchOptions, opt_pipeline
 from compiler.targets import Target, get_target
+
+if TYPE_CHECKING:
+    from backends.c.lower import Program
 
 REPORT_VERSION = 1
 
@@ -184,22 +187,36 @@ CODE_RESERVE_BYTES = 64 * 1024
 """Flash kept for code when choosing the GEMM weights' layout: the 16-bit one only if the constants leave this."""
 
 
+def plan_and_lower(graph: Graph, name: str, pipeline: str = "", input_fields: dict[Value, str] | None = None,
+                   verify_each: bool = True, flash_bytes: int | None = None) -> tuple[MemoryPlan, Program, str]:
+    """Check an integer graph, plan its memory if the IR carries no plan yet, and lower it to C calls: the memory
+    plan and program ``compile_graph`` writes (and the NAS cost model measures), with ``pipeline`` extended by
+    ``plan-memory`` when that ran here. With the target's ``flash_bytes``, the GEMM kernels keep their weights as
+    bytes when the 16-bit layout would leave less than :data:`CODE_RESERVE_BYTES` for code."""
+    from backends.c.lower import lower
+
+    check_integer(graph)
+    if graph.arena_bytes is None:
+        PassManager(parse_pipeline("plan-memory"), verify_each=verify_each).run(graph)
+        pipeline = ",".join(p for p in (pipeline, "plan-memory") if p)
+    plan = plan_from_ir(graph)
+    program = lower(graph, plan, name, input_fields)
+    constants = sum(a.array.nbytes for a in (*program.weights, *program.tables))
+    if flash_bytes is not None and constants + CODE_RESERVE_BYTES > flash_bytes:
+        program.use_narrow_gemm()  # the GEMM kernels' 16-bit weights would not fit: keep their bytes
+    return plan, program, pipeline
+
+
 def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins: list[IOSpec],
                   outs: list[IOSpec], source: str, opt_level: int, pipeline: str,
                   notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plan, lower and write an integer graph as a C project in ``out_dir``; returns the report."""
     from backends.c.emit import IOBinding, write_project
-    from backends.c.lower import lower
 
-    check_integer(graph)
-    if graph.arena_bytes is None:
-        PassManager(parse_pipeline("plan-memory")).run(graph)
-        pipeline = ",".join(p for p in (pipeline, "plan-memory") if p)
-    plan = plan_from_ir(graph)
-    program = lower(graph, plan, name, {graph.inputs[i]: s.c_field for i, s in enumerate(ins)})
+    plan, program, pipeline = plan_and_lower(graph, name, pipeline,
+                                             {graph.inputs[i]: s.c_field for i, s in enumerate(ins)},
+                                             flash_bytes=target.flash_bytes)
     tables_bytes = sum(a.array.nbytes for a in program.tables)
-    if sum(a.array.nbytes for a in program.weights) + tables_bytes + CODE_RESERVE_BYTES > target.flash_bytes:
-        program.use_narrow_gemm()  # the GEMM kernels' 16-bit weights would not fit: keep their bytes
     weights_bytes = sum(a.array.nbytes for a in program.weights)
     peak_index = int(np.argmax(plan.live_bytes)) if plan.live_bytes else 0
     report: dict[str, Any] = {
@@ -295,11 +312,22 @@ def prepare_model(path: Path, *, opt_level: int = 2, target: str = "cortex-m7", 
     """Load a model, lower it to integers and optimise it: the graph the C code will compute, bit for bit."""
     model = load_model(path)
     graph = model.graph
+    pipeline, notes = prepare_graph(graph, opt_level=opt_level, target=target, calibration=calibration,
+                                    reproducer_dir=reproducer_dir, patch=patch)
+    ins, outs = split_io(graph, model)
+    return PreparedModel(graph, ins, outs, pipeline, notes)
+
+
+def prepare_graph(graph: Graph, *, opt_level: int = 2, target: str = "cortex-m7", calibration: str | None = None,
+                  reproducer_dir: Path | None = None, patch: PatchOptions | None = None, verify_each: bool = True
+                  ) -> tuple[str, dict[str, Any]]:
+    """Lower a loaded graph to integers and optimise it in place, as ``mcc`` does: returns the pipeline text and
+    what the passes decided. ``verify_each=False`` skips the (read-only) verifier between passes; the graph is the
+    same."""
     pipeline = ",".join(p for p in (lowering_pipeline(graph, calibration), opt_pipeline(opt_level, patch)) if p)
     ctx = PassContext(target=target, opt_level=opt_level)
-    PassManager(parse_pipeline(pipeline), ctx, reproducer_dir=reproducer_dir).run(graph)
-    ins, outs = split_io(graph, model)
-    return PreparedModel(graph, ins, outs, pipeline, ctx.notes)
+    PassManager(parse_pipeline(pipeline), ctx, verify_each=verify_each, reproducer_dir=reproducer_dir).run(graph)
+    return pipeline, ctx.notes
 
 
 def compile_model(path: Path, out_dir: Path, *, opt_level: int = 2, target: str = "cortex-m7",

@@ -42,6 +42,19 @@ REQUIRED: Any = _Required()
 
 
 @dataclass(frozen=True, slots=True)
+class _BadAttr:
+    """The error for a value of the wrong kind, built only when raised (the repr of a large constant is slow)."""
+
+    spec: AttrSpec
+    value: Any
+    where: str
+
+    def error(self) -> VerifyError:
+        return VerifyError(f"{self.where}: attribute '{self.spec.name}' must be {self.spec.kind.value}, "
+                           f"got {self.value!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class AttrSpec:
     """One attribute of an op kind: name, kind, default (``REQUIRED`` when it must be given) and meaning."""
 
@@ -54,22 +67,22 @@ class AttrSpec:
     def coerce(self, value: Any, where: str) -> AttrValue:
         """Check ``value`` against the kind and return it in canonical Python form (ints widened to floats etc.)."""
         k = self.kind
-        bad = VerifyError(f"{where}: attribute '{self.name}' must be {k.value}, got {value!r}")
+        bad = _BadAttr(self, value, where)
         if k is AttrKind.BOOL:
             if not isinstance(value, bool | np.bool_):
-                raise bad
+                raise bad.error()
             return bool(value)
         if k is AttrKind.INT:
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise bad
+                raise bad.error()
             return int(value)
         if k is AttrKind.FLOAT:
             if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-                raise bad
+                raise bad.error()
             return float(value)
         if k is AttrKind.STR:
             if not isinstance(value, str):
-                raise bad
+                raise bad.error()
             if self.choices and value not in self.choices:
                 raise VerifyError(f"{where}: attribute '{self.name}' must be one of {', '.join(self.choices)}, "
                                   f"got {value!r}")
@@ -77,15 +90,15 @@ class AttrSpec:
         if k is AttrKind.INTS:
             if not isinstance(value, tuple | list) or any(
                     isinstance(x, bool) or not isinstance(x, int | np.integer) for x in value):
-                raise bad
+                raise bad.error()
             return tuple(int(x) for x in value)
         if k is AttrKind.FLOATS:
             if not isinstance(value, tuple | list) or any(
                     isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating) for x in value):
-                raise bad
+                raise bad.error()
             return tuple(float(x) for x in value)
         if not isinstance(value, DenseAttr):
-            raise bad
+            raise bad.error()
         return value
 
 
