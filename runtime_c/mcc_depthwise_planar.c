@@ -64,7 +64,7 @@ static inline void mcc_planar_channel(const mcc_conv_params *p, const int8_t *pl
 }
 
 /* The general case: any window (dilation included), straight from the definition. */
-static void mcc_planar_channel_dilated(const mcc_conv_params *p, const int8_t *plane, const int32_t *wk,
+static void mcc_planar_channel_dilated(const mcc_conv_params *p, const int8_t *plane, const int8_t *w,
                                        int32_t bias, int32_t mult, int32_t shift, int8_t *out, int32_t c) {
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -79,7 +79,8 @@ static void mcc_planar_channel_dilated(const mcc_conv_params *p, const int8_t *p
                 for (int32_t kx = 0; kx < p->k_w; ++kx) {
                     const int32_t ix = ix0 + kx * p->dil_w;
                     if (ix >= 0 && ix < p->in_w) {
-                        acc += (uint32_t)(((int32_t)plane[iy * p->in_w + ix] + p->in_offset) * wk[ky * p->k_w + kx]);
+                        const int32_t wv = w[((size_t)ky * p->k_w + kx) * p->in_c + c] + p->w_offset;
+                        acc += (uint32_t)(((int32_t)plane[iy * p->in_w + ix] + p->in_offset) * wv);
                     }
                 }
             }
@@ -102,11 +103,7 @@ void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, 
         }
         const int32_t b = bias ? bias[c] : 0;
         if (taps > 49 || !square) {
-            int32_t wd[taps > 0 ? taps : 1];
-            for (int32_t t = 0; t < taps; ++t) {
-                wd[t] = w[(size_t)t * C + c] + p->w_offset;
-            }
-            mcc_planar_channel_dilated(p, plane, wd, b, mult[c], shift[c], out, c);
+            mcc_planar_channel_dilated(p, plane, w, b, mult[c], shift[c], out, c);
             continue;
         }
         for (int32_t t = 0; t < taps; ++t) {

@@ -117,7 +117,9 @@ def test_footprint_matches_arm_none_eabi_size(tiny):
     assert 0 < fp.harness_flash_bytes < fp.flash_bytes and 0 < fp.harness_ram_bytes < fp.static_ram_bytes
     assert fp.static_ram_bytes >= report["arena_bytes"] + fp.harness_ram_bytes
     # measured stack: nonzero and within the static call-graph bound (memcpy, outside the graph, is shallow)
-    assert res.stack_bound.path[0] == "mcc_emu_invoke" and "mcc_conv_gemm_s8" in res.stack_bound.path
+    # the deepest call chain runs from the harness through the model into a kernel, with no dynamic allocation
+    assert res.stack_bound.path[0] == "mcc_emu_invoke" and len(res.stack_bound.path) >= 3
+    assert res.stack_bound.path[2].startswith("mcc_") and not res.stack_bound.dynamic
     assert 0 < res.stack_bytes <= res.stack_bound.bytes + 64
     assert res.stack_region_bytes == res.sram_budget - fp.static_ram_bytes
     assert res.sram_budget == 320 * 1024 and res.flash_budget == 1024 * 1024
