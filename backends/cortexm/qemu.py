@@ -31,7 +31,7 @@ EXIT_MESSAGES = {
     3: "the input file is not a whole number of samples",
     4: "the model returned an error",
     5: "a semihosting file transfer failed",
-    6: "too many layer marks in one inference (more than 512)",
+    6: "too many layer marks in one inference (more than 2048)",
     7: "stack overflow: the inference used the whole stack region",
     8: "the emulated CPU took a fault (bad memory access, undefined instruction or stack overflow)",
 }

@@ -15,7 +15,7 @@
 
 #define MCC_EMU_MARK_RUN_BEGIN 0xFFFF0000u
 #define MCC_EMU_MARK_RUN_END 0xFFFF0001u
-#define MCC_EMU_MAX_MARKS 512u
+#define MCC_EMU_MAX_MARKS 2048u
 
 /* One mark: its id and, in the SysTick fallback build, the SysTick current value read at the mark. */
 typedef struct {
