@@ -461,6 +461,11 @@ def run_ort(path: Path, inputs: Sequence[np.ndarray], repeat: int | None) -> Pee
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
+    if path.name.endswith(".mcc-qdq.onnx"):
+        # ORT's extended fusions turn the export's DQ -> AveragePool -> Q into a QLinearAveragePool that its own
+        # type inference then rejects; the basic level runs it
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        res.notes.append("graph optimisations: basic (the extended QDQ fusions reject this export)")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     res.setup_s = time.perf_counter() - t0
@@ -623,6 +628,12 @@ def compare(model: Path, *, against: Sequence[str] = PEERS, onnx: Path | None = 
             ours, built = compile_mcc(model, onnx_form, tmp, opt_level=opt_level, target=target)
         except MccError as e:
             ours = PeerResult("mcc", status=f"error: {e}".splitlines()[0], model=model.name)
+        exported = None
+        if onnx_form is None and built is not None and model.suffix.lower() == ".tflite" and all(
+                io["model_dtype"] == "i8" for io in (*built.report["inputs"], *built.report["outputs"])):
+            say("mcc: exporting an ONNX QDQ form for the ONNX peers")
+            exported = _export_qdq(model, tmp)
+            onnx_form = exported or None
         if built is not None:
             specs = mcc_input_specs(built.report)
         elif onnx_form is not None:
@@ -639,7 +650,10 @@ def compare(model: Path, *, against: Sequence[str] = PEERS, onnx: Path | None = 
         results = [ours]
         for peer in against:
             say(f"{peer}: running")
-            results.append(_run_peer(peer, model, onnx_form, inputs, repeat, tmp))
+            r = _run_peer(peer, model, onnx_form, inputs, repeat, tmp)
+            if exported is not None and r.model == exported.name:
+                r.notes.append("ran mcc's ONNX QDQ export of the .tflite (compiler/export_onnx.py)")
+            results.append(r)
     scales = [o["scale"] if o["model_dtype"].startswith("f") else None
               for o in (built.report["outputs"] if built is not None else [])]
     for r in results[1:]:
@@ -648,7 +662,20 @@ def compare(model: Path, *, against: Sequence[str] = PEERS, onnx: Path | None = 
                 r.agreement = agreement(ours.outputs, r.outputs, scales)
             except MccError as e:
                 r.notes.append(f"outputs not comparable: {e}")
-    return CompareResult(str(model), str(onnx_form) if onnx_form is not None else None, n, seed, specs, results)
+    onnx_text = None if onnx_form is None else (f"{onnx_form.name} (exported by mcc)" if exported else str(onnx_form))
+    return CompareResult(str(model), onnx_text, n, seed, specs, results)
+
+
+def _export_qdq(model: Path, workdir: Path) -> Path | None:
+    """mcc's ONNX QDQ export of an int8 ``.tflite`` (None when an op has no ONNX form yet)."""
+    from compiler.driver import prepare_model
+    from compiler.export_onnx import export_onnx
+
+    try:
+        graph = prepare_model(model, opt_level=2).graph
+        return export_onnx(graph, workdir / f"{model.stem}.mcc-qdq.onnx")
+    except MccError:
+        return None
 
 
 def _run_peer(peer: str, model: Path, onnx_form: Path | None, inputs: list[np.ndarray] | None,
