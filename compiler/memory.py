@@ -717,3 +717,57 @@ def _span_offset(s: _Span, offsets: dict[Value, int], scratch: dict[Op, int]) ->
 
 def _span_name(s: _Span) -> str:
     return f"the scratch of {s.op.label}" if s.op is not None else f"%{s.values[0].name}"
+
+
+IN_PLACE_TRIALS = 8
+"""Depthwise ops near the peak tried one by one when choosing the in-place kernel (each trial is one plan)."""
+
+
+def plan_choosing_in_place(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
+    """:func:`plan_memory`, switching depthwise ops to MCUNet's in-place kernel (their ``in_place`` attribute) where
+    that lowers the arena, and only there: the in-place kernel needs less memory on small maps with many channels
+    but is slower than the raster kernels.
+
+    Every op where it would need fewer bytes is switched on; if the arena shrinks, the ops whose raster-kernel
+    needs stay clearly below it (95%) are switched back off together, then up to :data:`IN_PLACE_TRIALS` of the
+    rest one by one, each kept off when the arena does not grow. Attributes the graph already carries are kept.
+    """
+    from compiler.ops.conv import depthwise_in_place_pays
+
+    plan = plan_memory(graph, overlap=overlap)
+    cands = [op for op in graph.ops if op.kind == "nn.depthwise_conv2d" and not op.attrs.get("in_place")
+             and depthwise_in_place_pays(op)] if overlap else []
+    if not cands:
+        return plan
+    index = {op: t for t, op in enumerate(graph.ops)}
+    raster_need = {op: plan.live_bytes[index[op]] for op in cands}
+
+    def switch(ops: Sequence[Op], on: bool) -> None:
+        for op in ops:
+            if on:
+                op.attrs["in_place"] = True
+            else:
+                op.attrs.pop("in_place", None)
+
+    switch(cands, True)
+    best = plan_memory(graph)
+    if best.arena_bytes >= plan.arena_bytes:
+        switch(cands, False)
+        return plan
+    far = [op for op in cands if raster_need[op] * 100 < best.arena_bytes * 95]
+    if far:
+        switch(far, False)
+        trial = plan_memory(graph)
+        if trial.arena_bytes <= best.arena_bytes:
+            best = trial
+        else:
+            switch(far, True)
+    near = sorted((op for op in cands if op.attrs.get("in_place")), key=lambda op: raster_need[op])
+    for op in near[:IN_PLACE_TRIALS]:
+        switch([op], False)
+        trial = plan_memory(graph)
+        if trial.arena_bytes <= best.arena_bytes:
+            best = trial
+        else:
+            switch([op], True)
+    return best

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from compiler.analysis import total_macs
 from compiler.errors import PassError
 from compiler.ir import AttrValue, Graph, Op, Value
-from compiler.memory import live_bytes, plan_memory
+from compiler.memory import live_bytes, plan_choosing_in_place
 from compiler.opdef import attr
 from compiler.passmanager import Pass, PassContext
 
@@ -275,7 +275,7 @@ def choose(graph: Graph, max_overhead: float, splits: Sequence[int] | None = Non
     """(per-layer, best) over the given splits and patch counts: the smallest planned arena whose MACs stay within
     ``max_overhead`` of per-layer inference. ``best`` is per-layer itself when nothing is strictly smaller, unless
     ``forced``: then it is the best tiled candidate whatever its arena (per-layer only when there is none)."""
-    base = Choice(0, 1, plan_memory(as_compiled(graph)).arena_bytes, total_macs(graph))
+    base = Choice(0, 1, plan_choosing_in_place(as_compiled(graph)).arena_bytes, total_macs(graph))
     stages = stage_candidates(graph)
     split_set = [len(s.ops) for s in stages] if splits is None else list(splits)
     ranked: list[tuple[int, Graph, Choice]] = []
@@ -295,7 +295,7 @@ def choose(graph: Graph, max_overhead: float, splits: Sequence[int] | None = Non
     for k, (bound, g, c) in enumerate(ranked[:PLANNED_CANDIDATES]):
         if bound >= best.arena_bytes and not (forced and k == 0):
             break
-        arena = plan_memory(g).arena_bytes
+        arena = plan_choosing_in_place(g).arena_bytes
         if arena < best.arena_bytes or (forced and best is base):
             best = Choice(c.split, c.patches, arena, c.macs)
     return base, best

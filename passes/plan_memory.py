@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compiler.ir import Graph
-from compiler.memory import attach_plan, plan_memory
+from compiler.memory import attach_plan, plan_choosing_in_place
 from compiler.passmanager import Pass, PassContext
 
 
@@ -18,7 +18,8 @@ class PlanMemory(Pass):
     flattens and identities share their operand's bytes; with ``overlap`` (the default) a result may share bytes
     with an operand that dies at its op where the op's kernels allow it (:mod:`compiler.overlap`). The placement
     is :func:`compiler.memory.plan_memory`: several first-fit orders, local search and, on small graphs, an
-    exhaustive search, compared against the lower bound.
+    exhaustive search, compared against the lower bound. Depthwise convolutions switch to MCUNet's in-place
+    kernel (their ``in_place`` attribute) where that lowers the arena, and only there, as it is slower.
 
     The C backend prints exactly this plan; compilation runs the pass itself when the graph carries none. Any
     later pass that changes the graph drops the plan (the pass manager clears it), so run it last; the verifier
@@ -32,4 +33,6 @@ class PlanMemory(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         """Plan and attach; True when an offset or the arena size changed."""
-        return attach_plan(graph, plan_memory(graph, overlap=self.overlap))
+        attrs = {op: op.attrs.get("in_place") for op in graph.ops if op.kind == "nn.depthwise_conv2d"}
+        changed = attach_plan(graph, plan_choosing_in_place(graph, overlap=self.overlap))
+        return changed or any(op.attrs.get("in_place") != a for op, a in attrs.items())

@@ -243,6 +243,12 @@ def _dw_infer(op: Op) -> list[Inferred]:
     return [Inferred((x.shape[0], *_window_output_hw(op), w.shape[3]), x.dtype)]
 
 
+def _dw_verify_in_place(op: Op) -> None:
+    if op.attrs.get("in_place"):
+        why = depthwise_in_place_possible(op)
+        require(why is None, op, f"in_place: {why}")
+
+
 def _dw_verify(op: Op) -> None:
     x, w = op.operands[0].type, op.operands[1].type
     require(x.rank == 4 and w.rank == 4 and w.shape[0] == 1, op, "input must be NHWC and weight [1, KH, KW, C*M]")
@@ -251,6 +257,7 @@ def _dw_verify(op: Op) -> None:
     require(m >= 1 and w.shape[3] == x.shape[3] * m, op,
             f"weight channels {w.shape[3]} must equal input channels {x.shape[3]} x depth_multiplier {m}")
     _verify_weights_and_bias(op, 3, w.shape[3])
+    _dw_verify_in_place(op)
 
 
 def _dw_macs(op: Op) -> int:
@@ -269,17 +276,32 @@ def _dw_ref(op: Op, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def depthwise_in_place(op: Op) -> bool:
-    """True when the int8 depthwise kernel runs channel by channel in place (MCUNet's in-place depthwise): each
-    input channel is copied into an ``H x W`` scratch plane and that channel's outputs are written where the channel
-    was, so the result can take exactly the input's bytes. Chosen (batch 1, depth multiplier 1, an input used by
-    this op alone) when the plane costs less than the raster kernel's overlap distance (``C x (W + 2)`` bytes for a
-    3x3 window): deep layers with many channels on small maps."""
+    """True when the op runs MCUNet's in-place depthwise kernel (its ``in_place`` attribute, set by ``plan-memory``
+    where that lowers the peak): each input channel is copied into an ``H x W`` scratch plane and that channel's
+    outputs are written where the channel was, so the result takes exactly the input's bytes."""
+    return bool(op.attrs.get("in_place", False))
+
+
+def depthwise_in_place_possible(op: Op) -> str | None:
+    """Why the in-place kernel cannot run this op (None when it can): it needs an int8 op of batch 1 and depth
+    multiplier 1 whose input no other op (and no graph output) reads."""
+    x = op.operands[0]
+    n = x.type.shape[0]
+    if x.type.dtype is not DType.INT8 or n != 1 or attr(op, "depth_multiplier") != 1:
+        return "the in-place kernel needs int8, batch 1 and depth multiplier 1"
+    if len(x.uses) != 1 or (op.graph is not None and op.graph.is_output(x)):
+        return f"the in-place kernel overwrites %{x.name}, which something else also reads"
+    return None
+
+
+def depthwise_in_place_pays(op: Op) -> bool:
+    """True when the in-place kernel is possible and needs fewer bytes for this op than the raster kernel's overlap
+    (``in + H x W`` against ``out + C x (W + 2)`` for a 3x3 window): deep layers with many channels on small maps.
+    It is slower than the raster kernels, so ``plan-memory`` keeps it only where it lowers the arena."""
+    if depthwise_in_place_possible(op) is not None:
+        return False
     x, y = op.operands[0], op.results[0]
-    n, ih, iw, _ = x.type.shape
-    if x.type.dtype is not DType.INT8 or n != 1 or attr(op, "depth_multiplier") != 1 or len(x.uses) != 1:
-        return False
-    if op.graph is not None and op.graph.is_output(x):
-        return False
+    _, ih, iw, _ = x.type.shape
     raster = overlap_distance_of(window_access(op, 0))
     sx, sy = _align8(x.type.nbytes), _align8(y.type.nbytes)
     return _align8(ih * iw) + max(sx, sy) < max(sy, _align8(max(raster, 0)) + sx)
@@ -305,7 +327,9 @@ DEPTHWISE_CONV2D = register_op(OpDef(
     name="nn.depthwise_conv2d",
     summary="depthwise 2-D convolution, NHWC input, [1, KH, KW, C*M] weights, optional bias and fused clamp",
     operands=("input", "weight", "bias?"),
-    attrs=(*WINDOW_ATTRS, AttrSpec("depth_multiplier", AttrKind.INT, 1, "outputs per input channel"), *ACT_ATTRS),
+    attrs=(*WINDOW_ATTRS, AttrSpec("depth_multiplier", AttrKind.INT, 1, "outputs per input channel"), *ACT_ATTRS,
+           AttrSpec("in_place", AttrKind.BOOL, False, "run channel by channel in place (MCUNet's in-place depthwise; "
+                    "set by plan-memory where it lowers the peak)")),
     infer=_dw_infer, verify=_dw_verify, macs=_dw_macs, reference=_dw_ref, overlap=_dw_overlap, scratch=_dw_scratch,
 ))
 

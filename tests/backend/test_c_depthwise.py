@@ -168,10 +168,12 @@ def test_in_place_planar_kernel_matches_the_interpreter(tmp_path, k, s, dil):
     branch-free path (unrolled for square k 3/5/7), border windows over their valid taps, dilation generic."""
     from compiler.memory import plan_memory
     from compiler.ops.conv import depthwise_in_place
+    from compiler.passmanager import PassManager, parse_pipeline
 
     pad = (k - 1) * dil // 2
     g = dw_graph(9, 7, 96, k, s, (pad, pad, pad, pad + 1), dil=dil, seed=k + s + dil, raster=False)
     (op,) = _dw_ops(g)
+    PassManager(parse_pipeline("plan-memory")).run(g)  # it picks the in-place kernel: it lowers the arena
     assert depthwise_in_place(op)
     plan = plan_memory(g)
     assert plan.offset(op.result) == plan.offset(op.operands[0])  # on exactly the input's bytes
