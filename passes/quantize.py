@@ -160,6 +160,49 @@ def activation_quant(lo: float, hi: float, dtype: DType = DType.INT8) -> QuantPa
     return QuantParams.per_tensor(scale, zp)
 
 
+HARD_SWISH_MIN_INPUT_SCALE = 3.0 / 32768.0 * 128.0 * 2.0 ** -16
+"""TFLite's integer HardSwish needs its relu-ish multiplier ``(s_in / 128) / (3 / 32768)`` at least 2^-16 (exponent
+-15); a smaller input scale (a range under about 4.6e-5, as in an untrained network) is widened to this."""
+
+
+def _widened(q: QuantParams, lo: float, hi: float, min_scale: float) -> QuantParams:
+    """``q`` (the quantization of ``[lo, hi]``), or the range scaled up about 0 until its scale is above
+    ``min_scale``, keeping the zero point."""
+    factor = min_scale / float(q.scale[0])
+    if factor <= 1.0:
+        return q
+    while float(q.scale[0]) <= min_scale:
+        q = activation_quant(lo * factor, hi * factor)
+        factor *= 1.0 + 2.0 ** -12
+    return q
+
+
+def hard_swish_output_quant(src: QuantParams, lo: float, hi: float) -> QuantParams:
+    """The int8 quantization of a ``hard_swish`` result calibrated to ``[lo, hi]``, widened when TFLite's kernel
+    could not take it.
+
+    TFLite's integer HardSwish rescales its input to ``s_in / 128`` and needs the output multiplier
+    ``(s_in / 128) / s_out`` below 1. A calibrated output range more than 128 times narrower than the input's (an
+    input reaching far below -3, whose hard-swish is 0) breaks that; the range is then scaled up about 0, keeping
+    the zero point where it was, by the least factor (in steps of 2^-12) that the kernel accepts. Anything else is
+    the calibrated range unchanged.
+    """
+    from compiler.ops.activation import hard_swish_params
+
+    inp = TensorType((1,), DType.INT8, src)
+    q = activation_quant(lo, hi)
+    need = float(src.scale[0]) / 128.0 / float(q.scale[0])
+    factor = max(1.0, need)
+    for _ in range(64):
+        q = activation_quant(lo * factor, hi * factor) if factor > 1.0 else q
+        try:
+            hard_swish_params(inp, TensorType((1,), DType.INT8, q))
+            return q
+        except ValueError:
+            factor = max(factor, 1.0) * (1.0 + 2.0 ** -12)
+    return q  # not representable (the other exponent bound): the op stays float, as any op without an int form
+
+
 def _choose_range(s: _Stats, method: str, percentile: float) -> tuple[float, float]:
     if method == "minmax" or not s.kept:
         return s.lo, s.hi
@@ -388,12 +431,22 @@ class Quantize(Pass):
                 if self.num_samples > 0:
                     samples = samples[:self.num_samples]
             stats = _calibrate(graph, plan.ranged, samples, self.method)
+        ranges: dict[int, tuple[float, float]] = {}
         for v in plan.ranged:
-            lo, hi = _choose_range(stats[id(v)], self.method, self.percentile)
-            quant[id(v)] = activation_quant(lo, hi)
+            ranges[id(v)] = _choose_range(stats[id(v)], self.method, self.percentile)
+            quant[id(v)] = activation_quant(*ranges[id(v)])
+        hard_swishes = [op for op in graph.ops if op.kind == "nn.hard_swish"]
+        for hs in hard_swishes:  # TFLite's hard-swish needs an input scale of at least 3 / 2^24
+            x = hs.operands[0]
+            if id(x) in ranges:
+                quant[id(x)] = _widened(quant[id(x)], *ranges[id(x)], HARD_SWISH_MIN_INPUT_SCALE)
         for v in plan.activations:
             if id(v) in plan.shared:
                 quant[id(v)] = self._source_quant(plan.shared[id(v)], quant)
+        for hs in hard_swishes:  # ... and an output scale above s_in / 128
+            in_q = quant.get(id(hs.operands[0])) or _int8_dequantized(hs.operands[0])
+            if in_q is not None and id(hs.result) in ranges:
+                quant[id(hs.result)] = hard_swish_output_quant(in_q, *ranges[id(hs.result)])
         # a concat's single-use inputs with their own range take the concat's quantization instead
         ranged = {id(v) for v in plan.ranged}
         for v in plan.activations:

@@ -220,3 +220,52 @@ def test_weight_only_quantized_graph(axis):
     xv = rng.uniform(0, 1, (1, 4, 4, 2)).astype(np.float32)
     ref, got = run(g, [xv])[0], run(out, [xv])[0]
     assert np.max(np.abs(got - ref)) <= 0.02 * np.max(np.abs(ref))
+
+
+def test_hard_swish_with_a_far_negative_input_range_is_quantized(tmp_path):
+    """Inputs down to -200 and up to 0.5: hard-swish's output spans about 0.9, more than 128 times narrower than
+    its input, which TFLite's integer kernel cannot take; the pass widens the output range instead of leaving the
+    op in float, and the int8 graph still follows the float one."""
+    from compiler.ops.activation import hard_swish_params
+
+    g = Graph()
+    x = g.add_input(f32((1, 64)), "x")
+    h = g.create("nn.hard_swish", [x], [f32((1, 64))], {}, ["h"]).result
+    g.outputs = [h]
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.uniform(-200.0, -3.0, (8, 1, 64)), rng.uniform(-3.0, 0.5, (8, 1, 64))]).astype(np.float32)
+    path = tmp_path / "cal.npy"
+    np.save(path, xs)
+    q = quantize(g, f'calibration="{path}"')
+    (hs,) = [op for op in q.ops if op.kind == "nn.hard_swish"]
+    assert not hs.result.type.dtype.is_float
+    hard_swish_params(hs.operands[0].type, hs.result.type)  # raises if TFLite's kernel could not run it
+    s_in, s_out = hs.operands[0].type.quant.scale[0], hs.result.type.quant.scale[0]
+    assert s_in / 128 / s_out < 1.0 and s_in / 128 / s_out > 0.99  # widened by the least factor, not more
+    for sample in xs:
+        err = np.max(np.abs(run(q, [sample])[0] - run(g, [sample])[0]))
+        assert err <= s_in  # within one input step: the input's own rounding dominates
+
+
+def test_hard_swish_after_a_conv_with_a_tiny_range_is_quantized(tmp_path):
+    """An untrained network's activations can span 1e-5: the conv's result scale would make TFLite's relu-ish
+    multiplier exponent fall below -15, so the pass widens the conv's output range to the least scale allowed."""
+    from compiler.ops.activation import hard_swish_params
+    from passes.quantize import HARD_SWISH_MIN_INPUT_SCALE
+
+    g = Graph()
+    x = g.add_input(f32((1, 4, 4, 2)), "x")
+    w = const(g, np.full((3, 1, 1, 2), 1e-5, dtype=np.float32))
+    c = g.create("nn.conv2d", [x, w], [f32((1, 4, 4, 3))], {}, ["c"]).result
+    h = g.create("nn.hard_swish", [c], [f32((1, 4, 4, 3))], {}, ["h"]).result
+    g.outputs = [h]
+    xs = np.random.default_rng(2).uniform(0, 1, (8, 1, 4, 4, 2)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", xs)
+    q = quantize(g, f'calibration="{tmp_path / "cal.npy"}"')
+    (hs,) = [op for op in q.ops if op.kind == "nn.hard_swish"]
+    assert not hs.result.type.dtype.is_float
+    hard_swish_params(hs.operands[0].type, hs.result.type)
+    s_in = hs.operands[0].type.quant.scale[0]
+    assert HARD_SWISH_MIN_INPUT_SCALE < s_in < HARD_SWISH_MIN_INPUT_SCALE * 1.01
+    for sample in xs:
+        assert np.max(np.abs(run(q, [sample])[0] - run(g, [sample])[0])) <= s_in
