@@ -3,37 +3,30 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.mcc-installed
-APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-DEMO_APT := dataset-fashion-mnist
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist
 
-.PHONY: setup apt-deps demo-deps demo demo-ir test lint typecheck clean
+.PHONY: setup apt-deps demo demo-ir test lint typecheck clean
 
 setup: $(STAMP) apt-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,nas]'
 	touch $(STAMP)
 
-# Cross compiler and emulator for the Cortex-M builds (installed only when missing; needs root on Debian).
+# Cross compiler and emulator for the Cortex-M builds, Fashion-MNIST for the demo and the NAS (installed only when
+# missing; needs root on Debian).
 apt-deps:
-	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null; then :; \
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null \
+	  && [ -d /usr/share/datasets/fashion-mnist ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  echo "installing $(APT_PKGS)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
 	else echo "note: install $(APT_PKGS) (apt-get, as root) for the Cortex-M builds"; fi
 
-# The demo also needs PyTorch (CPU build, from the wheel on this machine's index) and the Fashion-MNIST package.
-demo-deps: setup
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
-	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEMO_APT); \
-	else echo "note: install $(DEMO_APT) (apt-get, as root) for the demo"; fi
-
 # Train a CNN on Fashion-MNIST, compile it with mcc -O3 for Cortex-M7, run the int8 C on the 10,000 test images.
-demo: demo-deps
+demo: setup
 	$(PY) examples/fashion_mnist.py
 
 # Optimise the bundled .mir example and check the result is bit-identical in the reference interpreter.
