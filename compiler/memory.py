@@ -524,12 +524,20 @@ class _Placer:
         return out
 
     def _lowest(self, k: int, off: Sequence[int]) -> int:
-        busy = sorted((off[j] + lo, off[j] + hi) for j, lo, hi in self.busy[k] if off[j] >= 0)
+        """The lowest aligned offset for buffer ``k`` given the buffers already placed (``off >= 0``)."""
+        busy = []
+        for j, lo, hi in self.busy[k]:
+            o = off[j]
+            if o >= 0:
+                busy.append((o + lo, o + hi))
+        busy.sort()
+        sk = self.size[k]
         at = 0
         for lo, hi in busy:
-            if at + self.size[k] <= lo:
+            if at + sk <= lo:
                 break
-            at = max(at, align(hi))
+            if hi > at:
+                at = (hi + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
         return at
 
     # candidate orders
