@@ -35,6 +35,8 @@ HOOK_INSTRUCTIONS = 11
 RESOLUTIONS = (24, 32, 40, 48)
 WIDTHS = (0.25, 0.35, 0.5)
 DEPTHS = (1, 2)
+CACHE_FORMAT = 2
+"""Version of the cached samples' keys and features (older entries are upgraded by rebuilding their graphs)."""
 FLASH_SHARE = 0.8
 """Subnets whose weights and tables take more of the board's flash are resampled (the code needs the rest)."""
 
@@ -67,7 +69,8 @@ def measure(net: int, seed: int, target: str) -> dict[str, Any]:
         if sum(a.array.nbytes for a in (*program.weights, *program.tables)) <= limit:
             break
     by_name = {str(op.results[0].name): op for op in graph.ops if op.results and op.kind not in FREE_KINDS}
-    entry: dict[str, Any] = {"net": net, "arch": arch.to_json(), "level": level, "samples": []}
+    entry: dict[str, Any] = {"net": net, "arch": arch.to_json(), "level": level, "samples": [],
+                             "format": CACHE_FORMAT}
     with tempfile.TemporaryDirectory(prefix="mcc-fit-") as tmp:
         mir = Path(tmp) / "net.mir"
         mir.write_text(print_graph(to_graph(arch)))
@@ -82,11 +85,40 @@ def measure(net: int, seed: int, target: str) -> dict[str, Any]:
         op = by_name[row.name]
         if op.kind != row.op:
             raise RuntimeError(f"layer {row.name}: report says {row.op}, the cost model's graph {op.kind}")
-        macs, outs, ins = op_features(op)
-        entry["samples"].append(Sample(net, op_key(op), macs, outs, ins,
-                                       row.instructions - HOOK_INSTRUCTIONS).to_dict())
+        entry["samples"].append(Sample(net, op_key(op), op_features(op), row.instructions - HOOK_INSTRUCTIONS)
+                                .to_dict())
     entry["instructions"] = sum(s["instructions"] for s in entry["samples"])
     return entry
+
+
+def upgrade(entry: dict[str, Any], target: str) -> dict[str, Any]:
+    """A cached entry of an earlier format (fewer features) with today's keys and features: the subnet's graph is
+    rebuilt and its kernel ops matched to the measured layers in order (by MACs, outputs and inputs)."""
+    if entry.get("format") == CACHE_FORMAT:
+        return entry
+    from compiler.driver import plan_and_lower, prepare_graph
+    from compiler.targets import get_target
+    from nas.build import to_graph
+    from nas.latency import FREE_KINDS, op_features, op_key
+    from nas.space import Arch
+
+    graph = to_graph(Arch.from_json(entry["arch"]))
+    prepare_graph(graph, opt_level=entry["level"], target=target, verify_each=False)
+    plan_and_lower(graph, "model", verify_each=False, flash_bytes=get_target(target).flash_bytes)
+    ops = iter(op for op in graph.ops if op.kind not in FREE_KINDS)
+    new = []
+    for s in entry["samples"]:
+        for op in ops:
+            f = op_features(op)
+            was = (s["features"][0], s["features"][2], s["features"][3]) if "features" in s else (
+                s["macs"], s["outputs"], s["inputs"])
+            if (f[0], f[2], f[3]) == was:
+                new.append({"net": s["net"], "key": op_key(op), "features": list(f),
+                            "instructions": s["instructions"]})
+                break
+        else:
+            raise RuntimeError(f"net {entry['net']}: no op matches the measured layer {s}")
+    return {**entry, "samples": new, "format": CACHE_FORMAT}
 
 
 def _measure_job(job: tuple[int, int, str]) -> dict[str, Any]:
@@ -135,6 +167,10 @@ def main() -> None:
                     with args.cache.open("a") as f:
                         f.write(json.dumps(e) + "\n")
                 print(f"  net {e['net']}: {len(e['samples'])} layers, {time.perf_counter() - start:.0f} s", flush=True)
+    upgraded = {n: upgrade(cached[n], args.target) for n in wanted}
+    if args.cache and any(upgraded[n] is not cached[n] for n in wanted):
+        args.cache.write_text("".join(json.dumps(upgraded[n]) + "\n" for n in sorted(upgraded)))
+    cached.update(upgraded)
     skipped = [n for n in wanted if cached[n].get("skipped")]
     train = [Sample.from_dict(s) for n in range(args.train) for s in cached[n]["samples"]]
     test = [Sample.from_dict(s) for n in range(args.train, args.train + args.test) for s in cached[n]["samples"]]

@@ -14,6 +14,11 @@ runs exactly what ``mcc MODEL -O LEVEL --target T`` runs before writing C:
 
 The only difference from ``mcc`` is that the verifier does not run between passes (``verify=True`` turns it
 back on): it only reads the graph, so the figures are the same.
+
+:class:`CostModel` keeps the caches a search wants: :meth:`CostModel.cost` is :func:`cost` memoised by architecture
+(exact), :meth:`CostModel.estimate` a fast approximation from memoised compilations of the network's pieces (stem,
+blocks, head), for screening; what a search accepts must be confirmed with the exact cost. The latency estimate is
+:mod:`nas.latency`'s model, fitted to emulated Cortex-M7 runs.
 """
 
 from __future__ import annotations
@@ -108,16 +113,19 @@ def evaluations_per_second(archs: Iterable[Arch], **kw: Any) -> float:
 # -- the fast surrogate ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Estimate:
-    """What :func:`estimate` predicts for a network: peak SRAM and flash (approximate), MACs (exact) and the latency
-    model's instructions. Not a compilation: confirm any network a search accepts with :func:`cost`."""
+    """What :func:`estimate` predicts for a network compiled for per-layer inference (``-O2``, ``-O3 --patches 1``):
+    peak SRAM and flash (approximate), MACs (exact) and the latency model's instructions. Not a compilation: confirm
+    any network a search accepts with :func:`cost`. ``-O3``'s automatic patch-based inference usually lowers the
+    peak far below this estimate (and changes the MACs); the estimate does not model it."""
 
     peak_sram_bytes: int
     flash_bytes: int
     macs: int
     latency_instructions: float
     sram_lower_bound: int
-    """The most bytes any one op of any piece needs live, with the in-place kernel wherever it helps: the arena of
-    the whole network cannot be smaller unless its ops share more than the pieces' (see docs/nas.md)."""
+    """The most bytes any one op of any piece needs live, with the in-place kernel wherever it helps: per-layer, the
+    whole network's ops need the same live bytes, so its arena is not smaller (an argument, not a proof: it held on
+    every subnet measured, see docs/nas.md)."""
     exact: bool = field(default=False, init=False)
     """Always False: these are estimates (see :class:`Cost` for compiled figures)."""
 
@@ -206,9 +214,10 @@ class CostModel:
     share no buffer but the one between them), flash the sum of the pieces' constants (with the narrow GEMM layout
     when the 16-bit one would leave less than :data:`~compiler.driver.CODE_RESERVE_BYTES` of the target's flash, as
     ``mcc`` does), MACs and instructions the sums. MACs are exact; peak SRAM and flash are estimates because the
-    whole network's placement can fragment the arena, equal requantization tables of different pieces are shared
-    and ``-O3``'s patch-based inference can lower the peak (see docs/nas.md for the measured errors). A search
-    screens with :meth:`estimate` and must confirm what it accepts with :meth:`cost`.
+    whole network's placement can fragment the arena and the in-place choice is made on the pieces' arenas (see
+    docs/nas.md for the measured errors). The estimate models per-layer inference whatever ``opt_level``: ``-O3``'s
+    patch-based inference is not estimated. A search screens with :meth:`estimate` and must confirm what it accepts
+    with :meth:`cost` (the exact figures, at ``opt_level`` with ``patch``).
     """
 
     def __init__(self, target: str = "cortex-m7", opt_level: int = 3, patch: PatchOptions | None = None,

@@ -1,10 +1,11 @@
 """The latency model: instructions per kernel op as a linear function of its size, fitted to emulated Cortex-M runs.
 
 Every kernel op gets a *key* (its kind, refined where the kernels differ: 1x1 vs k x k convolutions, the depthwise
-kernel size and MCUNet's in-place depthwise kernel) and three size features: MACs, output elements and input
-(activation operand) elements. For each key::
+kernel size, stride 2 and MCUNet's in-place depthwise kernel) and six size features: MACs, valid MACs (those whose
+window tap falls inside the input, not on padding: the kernels skip the others), output elements, input (activation
+operand) elements, output pixels (the result's H x W, 1 for flat results) and output channels. For each key::
 
-    instructions ≈ per_mac * MACs + per_output * outputs + per_input * inputs + per_call
+    instructions ≈ a * MACs + b * valid MACs + c * outputs + d * inputs + e * pixels + f * channels + g
 
 :func:`fit` finds the four constants per key by least squares over measured layers (``mcc bench --json``'s
 per-layer instruction counts, see ``bench/fit_latency.py``); keys with too few distinct layers fall back to their
@@ -28,34 +29,68 @@ from compiler.ir import Graph, Op
 FREE_KINDS = frozenset({"const", "nn.reshape", "nn.flatten", "nn.identity"})
 """Ops that run no code (constants and aliases)."""
 
-MIN_LAYERS = 6
+MIN_LAYERS = 12
 """A key needs this many measured layers of at least two distinct sizes to get its own constants."""
 
-Coef = tuple[float, float, float, float]
-"""(per_mac, per_output, per_input, per_call)."""
+Coef = tuple[float, ...]
+"""Per feature (:data:`FEATURES`) and a constant per call."""
+
+FEATURES = ("macs", "valid_macs", "outputs", "inputs", "pixels", "channels")
 
 
 def op_key(op: Op) -> str:
     """The kind of ``op``, refined where its kernels differ in cost per MAC."""
     k = op.kind
+    attrs: dict[str, Any] = op.attrs
+    s2 = "/s2" if tuple(attrs.get("strides", (1, 1))) != (1, 1) else ""
     if k == "nn.conv2d" and len(op.operands) > 1:
         kh, kw = op.operands[1].type.shape[1:3]
-        return f"{k}/1x1" if (kh, kw) == (1, 1) else f"{k}/kxk"
+        return f"{k}/1x1" if (kh, kw) == (1, 1) and not s2 else f"{k}/kxk{s2}"
     if k == "nn.depthwise_conv2d" and len(op.operands) > 1:
         kh = op.operands[1].type.shape[1]
-        return f"{k}/k{kh}" + ("/in_place" if op.attrs.get("in_place") else "")
+        return k + ("/in_place" if op.attrs.get("in_place") else "") + f"/k{kh}{s2}"
     return k
 
 
-def op_features(op: Op) -> tuple[int, int, int]:
-    """(MACs, output elements, activation input elements) of one kernel op."""
+def _valid_taps(size: int, out: int, k: int, stride: int, pad: int, dilation: int) -> int:
+    """Window taps inside the input along one axis, summed over the output positions."""
+    return sum(1 for o in range(out) for t in range(k) if 0 <= o * stride - pad + t * dilation < size)
+
+
+def valid_macs(op: Op) -> int:
+    """MACs whose window tap lies inside the input (convolutions and depthwise; every MAC for other ops). The
+    padding is read as (top, left, bottom, right)."""
+    macs = op_macs(op)
+    if op.kind not in ("nn.conv2d", "nn.depthwise_conv2d") or not macs:
+        return macs
+    _, ih, iw, _ = op.operands[0].type.shape
+    _, oh, ow, _ = op.results[0].type.shape
+    kh, kw = op.operands[1].type.shape[1:3]
+    attrs: dict[str, Any] = op.attrs
+    sh, sw = (int(v) for v in attrs.get("strides", (1, 1)))
+    dh, dw = (int(v) for v in attrs.get("dilations", (1, 1)))
+    top, left = (int(v) for v in tuple(attrs.get("pads", (0, 0, 0, 0)))[:2])
+    inside = _valid_taps(ih, oh, kh, sh, top, dh) * _valid_taps(iw, ow, kw, sw, left, dw)
+    return macs * inside // (oh * kh * ow * kw)
+
+
+def op_features(op: Op) -> tuple[int, ...]:
+    """:data:`FEATURES` of one kernel op."""
     outs = sum(r.type.num_elements for r in op.results)
     ins = sum(v.type.num_elements for v in op.operands if v.producer is None or v.producer.kind != "const")
-    return op_macs(op), outs, ins
+    shape = op.results[0].type.shape if op.results else ()
+    pixels = shape[1] * shape[2] if len(shape) == 4 else 1
+    channels = shape[-1] if shape else 1
+    return op_macs(op), valid_macs(op), outs, ins, pixels, channels
+
+
+def predict(coef: Coef, features: Sequence[int]) -> float:
+    """Instructions for ``features`` under ``coef``."""
+    return sum(c * x for c, x in zip(coef, features, strict=False)) + coef[-1]
 
 
 def _parents(key: str) -> list[str]:
-    """``key``, its coarser forms, then ``"*"``: ``nn.depthwise_conv2d/k3/in_place`` → … → ``nn.depthwise_conv2d``."""
+    """``key``, its coarser forms, then ``"*"``: ``nn.depthwise_conv2d/in_place/k3`` → … → ``nn.depthwise_conv2d``."""
     parts = key.split("/")
     return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)] + ["*"]
 
@@ -77,9 +112,7 @@ class LatencyModel:
 
     def op_instructions(self, op: Op) -> float:
         """Estimated instructions of one kernel op."""
-        a, b, c, d = self.coefficients(op_key(op))
-        macs, outs, ins = op_features(op)
-        return a * macs + b * outs + c * ins + d
+        return predict(self.coefficients(op_key(op)), op_features(op))
 
     def estimate(self, graph: Graph) -> float:
         """Estimated instructions of one inference of ``graph`` (constants and aliases cost nothing)."""
@@ -94,14 +127,14 @@ class LatencyModel:
     def from_json(text: str) -> LatencyModel:
         """Read :meth:`to_json`'s output."""
         d = json.loads(text)
-        coef = {k: (float(v[0]), float(v[1]), float(v[2]), float(v[3])) for k, v in d["coef"].items()}
+        coef = {k: tuple(float(x) for x in v) for k, v in d["coef"].items()}
         return LatencyModel(coef, d.get("fitted", ""), d.get("accuracy"))
 
 
 DEFAULT_LATENCY = LatencyModel(
-    {"*": (4.0, 20.0, 0.0, 300.0), "nn.conv2d": (4.0, 30.0, 0.0, 300.0),
-     "nn.depthwise_conv2d": (6.0, 20.0, 0.0, 300.0), "nn.fully_connected": (3.0, 20.0, 0.0, 300.0),
-     "nn.mean": (3.0, 20.0, 0.0, 300.0)})
+    {"*": (4.0, 0.0, 20.0, 0.0, 0.0, 0.0, 300.0), "nn.conv2d": (4.0, 0.0, 30.0, 0.0, 0.0, 0.0, 300.0),
+     "nn.depthwise_conv2d": (6.0, 0.0, 20.0, 0.0, 0.0, 0.0, 300.0),
+     "nn.fully_connected": (3.0, 0.0, 20.0, 0.0, 0.0, 0.0, 300.0), "nn.mean": (3.0, 0.0, 20.0, 0.0, 0.0, 0.0, 300.0)})
 """Unfitted guesses, used only when :data:`LATENCY_FILE` is missing."""
 
 LATENCY_FILE = Path(__file__).with_name("latency_cortex_m7.json")
@@ -121,30 +154,26 @@ class Sample:
 
     net: int
     key: str
-    macs: int
-    outputs: int
-    inputs: int
+    features: tuple[int, ...]
+    """:func:`op_features`."""
     instructions: float
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
-        return {"net": self.net, "key": self.key, "macs": self.macs, "outputs": self.outputs, "inputs": self.inputs,
-                "instructions": self.instructions}
+        return {"net": self.net, "key": self.key, "features": list(self.features), "instructions": self.instructions}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Sample:
         """The inverse of :meth:`to_dict`."""
-        return Sample(int(d["net"]), str(d["key"]), int(d["macs"]), int(d["outputs"]), int(d["inputs"]),
-                      float(d["instructions"]))
+        return Sample(int(d["net"]), str(d["key"]), tuple(int(x) for x in d["features"]), float(d["instructions"]))
 
 
 def _lstsq(rows: Sequence[Sample]) -> Coef:
-    x = np.array([[s.macs, s.outputs, s.inputs, 1.0] for s in rows], dtype=np.float64)
+    x = np.array([[*s.features, 1.0] for s in rows], dtype=np.float64)
     y = np.array([s.instructions for s in rows], dtype=np.float64)
     scale = np.maximum(np.abs(x).max(axis=0), 1.0)  # equilibrate the columns (MACs dwarf the constant)
     sol, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
-    a, b, c, d = (float(v) for v in sol / scale)
-    return a, b, c, d
+    return tuple(float(v) for v in sol / scale)
 
 
 def fit(samples: Iterable[Sample], description: str = "") -> LatencyModel:
@@ -155,7 +184,7 @@ def fit(samples: Iterable[Sample], description: str = "") -> LatencyModel:
         for k in _parents(s.key):
             groups.setdefault(k, []).append(s)
     coef = {k: _lstsq(rows) for k, rows in groups.items()
-            if len(rows) >= MIN_LAYERS and len({(s.macs, s.outputs, s.inputs) for s in rows}) >= 2}
+            if len(rows) >= MIN_LAYERS and len({s.features for s in rows}) >= 2}
     if "*" not in coef:
         raise ValueError(f"too few measured layers to fit a latency model ({len(groups.get('*', []))})")
     return LatencyModel(coef, description)
@@ -168,8 +197,7 @@ def evaluate(model: LatencyModel, samples: Iterable[Sample]) -> dict[str, float]
     pred: dict[int, float] = {}
     layer_err = []
     for s in samples:
-        a, b, c, d = model.coefficients(s.key)
-        p = a * s.macs + b * s.outputs + c * s.inputs + d
+        p = predict(model.coefficients(s.key), s.features)
         true[s.net] = true.get(s.net, 0.0) + s.instructions
         pred[s.net] = pred.get(s.net, 0.0) + p
         if s.instructions >= 1000:
