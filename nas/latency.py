@@ -141,11 +141,20 @@ LATENCY_FILE = Path(__file__).with_name("latency_cortex_m7.json")
 """The fitted Cortex-M7 constants (written by ``bench/fit_latency.py``)."""
 
 
+_LOADED: dict[tuple[str, float], LatencyModel] = {}
+
+
 def latency_model() -> LatencyModel:
-    """The fitted Cortex-M7 model when :data:`LATENCY_FILE` exists, else :data:`DEFAULT_LATENCY`."""
-    if LATENCY_FILE.is_file():
-        return LatencyModel.from_json(LATENCY_FILE.read_text())
-    return DEFAULT_LATENCY
+    """The fitted Cortex-M7 model when :data:`LATENCY_FILE` exists, else :data:`DEFAULT_LATENCY` (read once per
+    version of the file)."""
+    try:
+        key = (str(LATENCY_FILE), LATENCY_FILE.stat().st_mtime)
+    except OSError:
+        return DEFAULT_LATENCY
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = LatencyModel.from_json(LATENCY_FILE.read_text())
+    return _LOADED[key]
 
 
 @dataclass(frozen=True)
