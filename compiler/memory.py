@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from compiler.ir import Graph, Op, Value
 from compiler.opdef import get_opdef, scratch_bytes
@@ -179,7 +180,13 @@ def _spans(graph: Graph) -> list[_Span]:
     return spans
 
 
-def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]) -> dict[Value, Overlap]:
+DistanceCache: TypeAlias = "dict[tuple[Op, int, object], Overlap | None]"
+"""Memoised :func:`~compiler.overlap.overlap_distance` by (op, operand, its ``in_place`` attribute), for plans of one
+graph whose ops change no other attribute in between (:func:`plan_choosing_in_place`)."""
+
+
+def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool],
+                cache: DistanceCache | None = None) -> dict[Value, Overlap]:
     """For each operand buffer (by root) that ``dying`` says ends at ``op``: the distance ``D`` at which ``op``'s
     result may overlap it (:func:`compiler.overlap.overlap_distance`; the largest when the op reads the buffer
     through several operands). Empty when the result is an alias or the op declares no access contract."""
@@ -191,7 +198,13 @@ def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]
         r = root.get(v)
         if r is None or r is op.result or not dying(r):
             continue
-        d = overlap_distance(op, k)
+        if cache is None:
+            d = overlap_distance(op, k)
+        else:
+            key = (op, k, op.attrs.get("in_place"))
+            if key not in cache:
+                cache[key] = overlap_distance(op, k)
+            d = cache[key]
         if d is None or (r in out and (d.exact or out[r].exact) and d != out[r]):
             refused.add(r)
         else:
@@ -199,7 +212,8 @@ def op_overlaps(op: Op, root: dict[Value, Value], dying: Callable[[Value], bool]
     return {r: d for r, d in out.items() if r not in refused}
 
 
-def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], Overlap]:
+def _pairs(graph: Graph, spans: Sequence[_Span], cache: DistanceCache | None = None
+           ) -> dict[tuple[int, int], Overlap]:
     """(result span, operand span) -> where the result may overlap, for every result-over-dying-operand pair."""
     by_root = {s.values[0]: k for k, s in enumerate(spans) if s.values}
     root = buffer_roots(graph)
@@ -214,7 +228,7 @@ def _pairs(graph: Graph, spans: Sequence[_Span]) -> dict[tuple[int, int], Overla
             s = spans[by_root[r]]
             return s.end == t and s.end != last
 
-        for r, d in op_overlaps(op, root, dying).items():
+        for r, d in op_overlaps(op, root, dying, cache).items():
             pairs[(y, by_root[r])] = d
     return pairs
 
@@ -421,50 +435,109 @@ class _Placer:
         self.partial = partial or {}
         n = len(spans)
         self.conflicts: list[list[int]] = [[] for _ in range(n)]
-        for a in range(n):
-            for b in range(a + 1, n):
-                if not (spans[a].end < spans[b].start or spans[b].end < spans[a].start):
-                    self.conflicts[a].append(b)
-                    self.conflicts[b].append(a)
+        by_start = sorted(range(n), key=lambda k: spans[k].start)
+        for i, a in enumerate(by_start):  # lifetimes intersect: b starts before a ends (b starts no earlier)
+            end_a = spans[a].end
+            for b in by_start[i + 1:]:
+                if spans[b].start > end_a:
+                    break
+                self.conflicts[a].append(b)
+                self.conflicts[b].append(a)
+        for c in self.conflicts:
+            c.sort()
+        # per buffer k and conflicting buffer j: the byte ranges k must avoid, relative to j's offset
+        self.busy: list[list[tuple[int, int, int]]] = [self._busy(k) for k in range(n)]
         self.evaluations = 0
 
-    def first_fit(self, order: Sequence[int], stop: int | None = None) -> tuple[list[int], int]:
-        """Offsets and arena of placing in ``order``; gives up (arena ``stop``) once the arena reaches ``stop``."""
-        self.evaluations += 1
-        off = [-1] * len(self.size)
-        top = 0
-        for k in order:
-            off[k] = self._lowest(k, off)
-            top = max(top, off[k] + self.size[k])
-            if stop is not None and top >= stop:
-                return off, top
-        return off, top
-
-    def _lowest(self, k: int, off: Sequence[int]) -> int:
-        busy = []
+    def _busy(self, k: int) -> list[tuple[int, int, int]]:
+        out = []
+        sk = self.size[k]
         for j in self.conflicts[k]:
-            if off[j] < 0:
-                continue
-            sk, sj = self.size[k], self.size[j]
+            sj = self.size[j]
             ov = self.partial.get((j, k))
             if ov is not None:  # k may start at off[j] + d or above (exactly there, if exact)
-                busy.append((off[j], off[j] + ov.d))
+                out.append((j, 0, ov.d))
                 if ov.exact:
-                    busy.append((off[j] + ov.d + sk, off[j] + sj))
+                    out.append((j, ov.d + sk, sj))
                 continue
             ov = self.partial.get((k, j))
             if ov is not None:  # j may start at off[k] + d or above: k at most off[j] - d (exactly, if exact)
-                busy.append((off[j] - ov.d + sk, off[j] + sj))
+                out.append((j, -ov.d + sk, sj))
                 if ov.exact:
-                    busy.append((off[j], off[j] - ov.d))
+                    out.append((j, 0, -ov.d))
             else:
-                busy.append((off[j], off[j] + sj))
+                out.append((j, 0, sj))
+        return out
+
+    def first_fit(self, order: Sequence[int], stop: int | None = None, *, reuse: int = 0,
+                  prev: tuple[Sequence[int], Sequence[int]] | None = None) -> tuple[list[int], int]:
+        """Offsets and arena of placing in ``order``; gives up (arena ``stop``) once the arena reaches ``stop``.
+
+        ``prev = (offsets, running tops)`` of a complete earlier placement whose order agrees with ``order`` on the
+        first ``reuse`` positions: those offsets are taken over, as placing them again would give the same."""
+        off, top, _ = self.fit(order, stop, reuse=reuse, prev=prev)
+        return off, top
+
+    def fit(self, order: Sequence[int], stop: int | None = None, *, reuse: int = 0,
+            prev: tuple[Sequence[int], Sequence[int]] | None = None) -> tuple[list[int], int, list[int]]:
+        """:meth:`first_fit`, also returning the running arena after each placed position."""
+        self.evaluations += 1
+        size, busy_of = self.size, self.busy
+        off = [-1] * len(size)
+        top = 0
+        tops: list[int] = []
+        if prev is not None and reuse:
+            poff, ptops = prev
+            for k in order[:reuse]:
+                off[k] = poff[k]
+            tops = list(ptops[:reuse])
+            top = tops[-1]
+        for k in order[reuse:]:
+            sk = size[k]
+            busy = []
+            for j, lo, hi in busy_of[k]:
+                o = off[j]
+                if o >= 0:
+                    busy.append((o + lo, o + hi))
+            at = 0
+            if busy:
+                busy.sort()
+                for lo, hi in busy:
+                    if at + sk <= lo:
+                        break
+                    if hi > at:
+                        at = (hi + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+            off[k] = at
+            if at + sk > top:
+                top = at + sk
+            tops.append(top)
+            if stop is not None and top >= stop:
+                return off, top, tops
+        return off, top, tops
+
+    def tops(self, order: Sequence[int], off: Sequence[int]) -> list[int]:
+        """The running arena after each position of ``order`` placed at ``off``."""
+        out, top = [], 0
+        for k in order:
+            top = max(top, off[k] + self.size[k])
+            out.append(top)
+        return out
+
+    def _lowest(self, k: int, off: Sequence[int]) -> int:
+        """The lowest aligned offset for buffer ``k`` given the buffers already placed (``off >= 0``)."""
+        busy = []
+        for j, lo, hi in self.busy[k]:
+            o = off[j]
+            if o >= 0:
+                busy.append((o + lo, o + hi))
         busy.sort()
+        sk = self.size[k]
         at = 0
         for lo, hi in busy:
-            if at + self.size[k] <= lo:
+            if at + sk <= lo:
                 break
-            at = max(at, align(hi))
+            if hi > at:
+                at = (hi + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
         return at
 
     # candidate orders
@@ -593,13 +666,16 @@ def _place_with(placer: _Placer, n_ops: int, bound: int) -> tuple[list[int], int
             return best_off, best_top, exact
     rng = random.Random(0)
     current = list(best_order)
+    # a move changes the order from min(a, b) on: the placement of the positions before it is taken over
+    prev = (best_off, placer.tops(current, best_off))
     for _ in range(min(LOCAL_SEARCH_STEPS, LOCAL_SEARCH_WORK // max(n, 1))):
         cand = list(current)
         a, b = rng.randrange(n), rng.randrange(n)
         cand.insert(b, cand.pop(a))
-        off, top = placer.first_fit(cand, stop=best_top + 1)
+        off, top, tops = placer.fit(cand, stop=best_top + 1, reuse=min(a, b), prev=prev)
         if top <= best_top:
             current = cand
+            prev = (off, tops)
             if top < best_top:
                 best_off, best_top, best_name = off, top, "local-search"
                 if best_top <= bound:
@@ -607,15 +683,16 @@ def _place_with(placer: _Placer, n_ops: int, bound: int) -> tuple[list[int], int
     return best_off, best_top, best_name
 
 
-def plan_memory(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
+def plan_memory(graph: Graph, *, overlap: bool = True, distances: DistanceCache | None = None) -> MemoryPlan:
     """Lifetimes, aliases and arena offsets for the activations of ``graph`` in its op order.
 
     With ``overlap`` (the default) a result may share bytes with an operand dying at its op where the op's kernels
     allow it (:mod:`compiler.overlap`); without, no two buffers live at the same moment share a byte.
+    ``distances`` memoises the overlap distances across plans of the same graph (see :data:`DistanceCache`).
     """
     spans = _spans(graph)
     n_ops = len(graph.ops)
-    pairs = _pairs(graph, spans) if overlap else {}
+    pairs = _pairs(graph, spans, distances) if overlap else {}
     live, bound = _live(spans, n_ops, _savings(spans, pairs, n_ops))
     offsets_by_span, arena, how = _place(spans, n_ops, bound, pairs) if spans else ([], 0, "empty")
     placed = [Buffer(s.values, s.size, s.start, s.end, o, s.op) for s, o in zip(spans, offsets_by_span, strict=True)]
@@ -734,7 +811,8 @@ def plan_choosing_in_place(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
     """
     from compiler.ops.conv import depthwise_in_place_pays
 
-    plan = plan_memory(graph, overlap=overlap)
+    distances: DistanceCache = {}
+    plan = plan_memory(graph, overlap=overlap, distances=distances)
     cands = [op for op in graph.ops if op.kind == "nn.depthwise_conv2d" and not op.attrs.get("in_place")
              and depthwise_in_place_pays(op)] if overlap else []
     if not cands:
@@ -750,14 +828,14 @@ def plan_choosing_in_place(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
                 op.attrs.pop("in_place", None)
 
     switch(cands, True)
-    best = plan_memory(graph)
+    best = plan_memory(graph, distances=distances)
     if best.arena_bytes >= plan.arena_bytes:
         switch(cands, False)
         return plan
     far = [op for op in cands if raster_need[op] * 100 < best.arena_bytes * 95]
     if far:
         switch(far, False)
-        trial = plan_memory(graph)
+        trial = plan_memory(graph, distances=distances)
         if trial.arena_bytes <= best.arena_bytes:
             best = trial
         else:
@@ -765,7 +843,7 @@ def plan_choosing_in_place(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
     near = sorted((op for op in cands if op.attrs.get("in_place")), key=lambda op: raster_need[op])
     for op in near[:IN_PLACE_TRIALS]:
         switch([op], False)
-        trial = plan_memory(graph)
+        trial = plan_memory(graph, distances=distances)
         if trial.arena_bytes <= best.arena_bytes:
             best = trial
         else:

@@ -37,7 +37,7 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     if real_multiplier == 0.0:
         return 0, 0
     mant, shift = math.frexp(real_multiplier)
-    q = int(round_half_away(mant * (1 << 31)))
+    q = math.floor(mant * (1 << 31) + 0.5)  # round_half_away of a positive number
     if q == (1 << 31):
         q //= 2
         shift += 1

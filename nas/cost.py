@@ -14,77 +14,32 @@ runs exactly what ``mcc MODEL -O LEVEL --target T`` runs before writing C:
 
 The only difference from ``mcc`` is that the verifier does not run between passes (``verify=True`` turns it
 back on): it only reads the graph, so the figures are the same.
+
+:class:`CostModel` keeps the caches a search wants: :meth:`CostModel.cost` is :func:`cost` memoised by architecture
+(exact), :meth:`CostModel.estimate` a fast approximation from memoised compilations of the network's pieces (stem,
+blocks, head), for screening; what a search accepts must be confirmed with the exact cost. The latency estimate is
+:mod:`nas.latency`'s model, fitted to emulated Cortex-M7 runs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from compiler.analysis import op_macs
-from compiler.driver import plan_and_lower, prepare_graph, prepare_model
+from compiler.driver import CODE_RESERVE_BYTES, plan_and_lower, prepare_graph, prepare_model
 from compiler.ir import Graph, Op
+from compiler.memory import IN_PLACE_TRIALS, attach_plan, plan_memory
 from compiler.pipelines import PatchOptions
 from compiler.targets import get_target
 from nas.build import to_graph
+from nas.latency import DEFAULT_LATENCY, LATENCY_FILE, LatencyModel, latency_model
 from nas.space import Arch
 
-
-@dataclass(frozen=True)
-class LatencyModel:
-    """Instructions per op ≈ ``per_mac[kind] * MACs + per_output[kind] * output elements + per_call[kind]``.
-
-    Kinds missing from a table use its ``"*"`` entry. ``fitted`` names what the constants were fitted on (empty: the
-    defaults below, rough guesses not fitted to any run).
-    """
-
-    per_mac: dict[str, float]
-    per_output: dict[str, float]
-    per_call: dict[str, float]
-    fitted: str = ""
-
-    def op_instructions(self, op: Op) -> float:
-        """Estimated instructions of one kernel op."""
-        k = op.kind
-        outs = sum(r.type.num_elements for r in op.results)
-        return (self.per_mac.get(k, self.per_mac["*"]) * op_macs(op) + self.per_output.get(k, self.per_output["*"])
-                * outs + self.per_call.get(k, self.per_call["*"]))
-
-    def estimate(self, graph: Graph) -> float:
-        """Estimated instructions of one inference of ``graph`` (constants and aliases cost nothing)."""
-        return sum(self.op_instructions(op) for op in graph.ops
-                   if op.kind not in ("const", "nn.reshape", "nn.flatten", "nn.identity"))
-
-    def to_json(self) -> str:
-        """The constants as JSON."""
-        return json.dumps({"per_mac": self.per_mac, "per_output": self.per_output, "per_call": self.per_call,
-                           "fitted": self.fitted}, indent=2)
-
-    @staticmethod
-    def from_json(text: str) -> LatencyModel:
-        """Read :meth:`to_json`'s output."""
-        d = json.loads(text)
-        return LatencyModel(d["per_mac"], d["per_output"], d["per_call"], d.get("fitted", ""))
-
-
-DEFAULT_LATENCY = LatencyModel(
-    per_mac={"*": 4.0, "nn.conv2d": 4.0, "nn.depthwise_conv2d": 6.0, "nn.fully_connected": 3.0, "nn.mean": 3.0},
-    per_output={"*": 20.0, "nn.conv2d": 30.0, "nn.depthwise_conv2d": 20.0},
-    per_call={"*": 300.0},
-)
-"""Unfitted defaults; :data:`LATENCY_FILE` overrides them when it exists (``bench/nas_latency.py`` writes it)."""
-
-LATENCY_FILE = Path(__file__).with_name("latency_cortex_m7.json")
-
-
-def latency_model() -> LatencyModel:
-    """The fitted Cortex-M7 model when ``nas/latency_cortex_m7.json`` exists, else :data:`DEFAULT_LATENCY`."""
-    if LATENCY_FILE.is_file():
-        return LatencyModel.from_json(LATENCY_FILE.read_text())
-    return DEFAULT_LATENCY
+__all__ = ["DEFAULT_LATENCY", "LATENCY_FILE", "Cost", "CostModel", "Estimate", "LatencyModel", "cost", "cost_many",
+           "estimate", "estimate_many", "evaluations_per_second", "latency_model"]
 
 
 @dataclass(frozen=True)
@@ -153,3 +108,242 @@ def evaluations_per_second(archs: Iterable[Arch], **kw: Any) -> float:
     start = time.perf_counter()
     cost_many(items, **kw)
     return len(items) / (time.perf_counter() - start)
+
+
+# -- the fast surrogate ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    """What :func:`estimate` predicts for a network compiled for per-layer inference (``-O2``, ``-O3 --patches 1``):
+    peak SRAM and flash (approximate), MACs (exact) and the latency model's instructions. Not a compilation: confirm
+    any network a search accepts with :func:`cost`. ``-O3``'s automatic patch-based inference usually lowers the
+    peak far below this estimate (and changes the MACs); the estimate does not model it."""
+
+    peak_sram_bytes: int
+    flash_bytes: int
+    macs: int
+    latency_instructions: float
+    sram_lower_bound: int
+    """The most bytes any one op of any piece needs live, with the in-place kernel wherever it helps: per-layer, the
+    whole network's ops need the same live bytes, so its arena is not smaller (an argument, not a proof: it held on
+    every subnet measured, see docs/nas.md)."""
+    exact: bool = field(default=False, init=False)
+    """Always False: these are estimates (see :class:`Cost` for compiled figures)."""
+
+    def fits(self, sram: int, flash: int) -> bool:
+        """True when both estimated figures are within the budgets."""
+        return self.peak_sram_bytes <= sram and self.flash_bytes <= flash
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """Compiled figures of one piece of a network (stem, a block, the head) compiled alone, with its depthwise op
+    (if any) on the raster or the in-place kernel."""
+
+    arena: int
+    lower_bound: int
+    need: int
+    """Live bytes at its depthwise op (0 without one)."""
+    flash_wide: int
+    flash_narrow: int
+    instructions: float
+
+
+@dataclass(frozen=True)
+class _Unit:
+    raster: _Variant
+    in_place: _Variant | None
+    """None when the in-place kernel is not a candidate (``depthwise_in_place_pays``)."""
+    macs: int
+
+
+_UnitKey = tuple[Any, ...]
+
+
+def _units(arch: Arch) -> list[_UnitKey]:
+    """The network as a chain of independently compiled pieces: (kind, input shape, shape parameters)."""
+    h = arch.resolution
+    keys: list[_UnitKey] = [("stem", arch.in_channels, h, arch.channels(arch.stem_width), arch.stem_stride)]
+    h = (h - 1) // arch.stem_stride + 1  # 3x3, padding 1
+    for b in arch.blocks():
+        keys.append(("block", b.c_in, h, b.mid, b.c_out, b.kernel, b.stride, b.se, b.hswish))
+        h = (h + 2 * (b.kernel // 2) - b.kernel) // b.stride + 1
+    keys.append(("head", arch.last_channels, h, arch.head_channels, arch.num_classes))
+    return keys
+
+
+def _unit_graph(key: _UnitKey) -> Graph:
+    """The graph of one piece: its input as the graph input, its output as the graph output."""
+    from nas import build
+    from nas.space import MBConv
+
+    kind = key[0]
+    dummy = Arch(3, 2, 8, 1.0, 8, 1, 8, 8, ())
+    bld = build._Builder(dummy, 0)
+    if kind == "stem":
+        _, c_in, h, c_out, stride = key
+        x = bld.g.add_input(build._q8((1, h, h, c_in), (1.0 / 255.0, -128)), "image")
+        y = bld.activate(x, c_out, 3, stride, "stem", False)
+    elif kind == "block":
+        _, c_in, h, mid, c_out, k, stride, se, hswish = key
+        x = bld.g.add_input(build._q8((1, h, h, c_in), build.LINEAR_Q), "x")
+        y = bld.block(x, MBConv("b", c_in, mid, c_out, k, stride, se, hswish))
+    else:
+        _, c_in, h, head, classes = key
+        x = bld.g.add_input(build._q8((1, h, h, c_in), build.LINEAR_Q), "x")
+        y = bld.activate(x, head, 1, 1, "head", False)
+        from compiler.ir import DType, QuantParams, TensorType, const
+
+        pooled = bld.g.create("nn.mean", [y], [build._q8((1, head), build.RELU6_Q)],
+                              {"axes": (1, 2), "keepdims": False}, ["pool"]).result
+        wq = QuantParams.per_channel(bld.scales(classes), [0] * classes, 0)
+        wv = const(bld.g, build._weights((classes, head), "int8"), TensorType((classes, head), DType.INT8, wq), "fc_w")
+        bv = const(bld.g, build._weights((classes,), "int32"), TensorType((classes,), DType.INT32), "fc_b")
+        y = bld.g.create("nn.fully_connected", [pooled, wv, bv], [build._q8((1, classes), (0.1, 0))], {},
+                         ["logits"]).result
+    bld.g.outputs = [y]
+    return bld.g
+
+
+class CostModel:
+    """The NAS cost model with its caches: :meth:`cost` compiles (exact, memoised by architecture), :meth:`estimate`
+    predicts from memoised pieces (fast, approximate).
+
+    :meth:`estimate` compiles each distinct piece of a network — the stem, every inverted-residual block (by its
+    channels, input size, kernel, stride, SE and activation) and the head — once, alone, with the same passes at
+    ``-O2`` (per-layer inference), and combines them: peak SRAM is the largest piece's arena (the pieces of a chain
+    share no buffer but the one between them), flash the sum of the pieces' constants (with the narrow GEMM layout
+    when the 16-bit one would leave less than :data:`~compiler.driver.CODE_RESERVE_BYTES` of the target's flash, as
+    ``mcc`` does), MACs and instructions the sums. MACs are exact; peak SRAM and flash are estimates because the
+    whole network's placement can fragment the arena and the in-place choice is made on the pieces' arenas (see
+    docs/nas.md for the measured errors). The estimate models per-layer inference whatever ``opt_level``: ``-O3``'s
+    patch-based inference is not estimated. A search screens with :meth:`estimate` and must confirm what it accepts
+    with :meth:`cost` (the exact figures, at ``opt_level`` with ``patch``).
+    """
+
+    def __init__(self, target: str = "cortex-m7", opt_level: int = 3, patch: PatchOptions | None = None,
+                 latency: LatencyModel | None = None) -> None:
+        self.target = get_target(target).name
+        self.flash_bytes = get_target(target).flash_bytes
+        self.opt_level = opt_level
+        self.patch = patch
+        self.latency = latency or latency_model()
+        self._exact: dict[str, Cost] = {}
+        self._pieces: dict[_UnitKey, _Unit] = {}
+        self.exact_hits = 0
+        self.exact_misses = 0
+
+    def cost(self, arch: Arch) -> Cost:
+        """:func:`cost` of ``arch`` (exact: the figures ``mcc`` reports), computed once per architecture."""
+        key = arch.to_json()
+        hit = self._exact.get(key)
+        if hit is not None:
+            self.exact_hits += 1
+            return hit
+        self.exact_misses += 1
+        c = cost(arch, self.target, self.opt_level, self.patch, latency=self.latency)
+        self._exact[key] = c
+        return c
+
+    def _variant(self, g: Graph, dw: Op | None) -> _Variant:
+        plan = plan_memory(g)
+        attach_plan(g, plan)
+        _, program, _ = plan_and_lower(g, "model", verify_each=False)
+        wide = sum(a.array.nbytes for a in (*program.weights, *program.tables))
+        program.use_narrow_gemm()
+        narrow = sum(a.array.nbytes for a in (*program.weights, *program.tables))
+        need = plan.live_bytes[g.ops.index(dw)] if dw is not None else 0
+        return _Variant(plan.arena_bytes, plan.lower_bound, need, wide, narrow, self.latency.estimate(g))
+
+    def _piece(self, key: _UnitKey) -> _Unit:
+        u = self._pieces.get(key)
+        if u is None:
+            from compiler.ops.conv import depthwise_in_place_pays
+
+            g = _unit_graph(key)
+            prepare_graph(g, opt_level=2, target=self.target, verify_each=False)
+            dw = next((op for op in g.ops if op.kind == "nn.depthwise_conv2d"), None)
+            raster = self._variant(g, dw)
+            in_place = None
+            if dw is not None and depthwise_in_place_pays(dw):
+                dw.attrs["in_place"] = True
+                in_place = self._variant(g, dw)
+            u = _Unit(raster, in_place, sum(op_macs(op) for op in g.ops))
+            self._pieces[key] = u
+        return u
+
+    def estimate(self, arch: Arch) -> Estimate:
+        """Estimated peak SRAM and flash, exact MACs and estimated instructions of ``arch`` from memoised pieces.
+
+        Which depthwise ops use the in-place kernel is decided as :func:`compiler.memory.plan_choosing_in_place`
+        decides it, with each piece's arena standing in for the whole network's."""
+        arch.validate()
+        units = [self._piece(k) for k in _units(arch)]
+        on = [u.in_place is not None for u in units]
+
+        def arena(state: Sequence[bool]) -> int:
+            return max((u.in_place.arena if s and u.in_place else u.raster.arena)
+                       for u, s in zip(units, state, strict=True))
+
+        base = arena([False] * len(units))
+        best = arena(on) if any(on) else base
+        if best >= base:
+            on = [False] * len(units)
+            best = base
+        else:
+            far = [i for i, u in enumerate(units) if on[i] and u.raster.need * 100 < best * 95]
+            if far:
+                trial_state = [s and i not in far for i, s in enumerate(on)]
+                trial = arena(trial_state)
+                if trial <= best:
+                    on, best = trial_state, trial
+            near = sorted((i for i, s in enumerate(on) if s), key=lambda i: units[i].raster.need)
+            for i in near[:IN_PLACE_TRIALS]:
+                trial_state = list(on)
+                trial_state[i] = False
+                trial = arena(trial_state)
+                if trial <= best:
+                    on, best = trial_state, trial
+        chosen = [u.in_place if s and u.in_place else u.raster for u, s in zip(units, on, strict=True)]
+        flash = sum(v.flash_wide for v in chosen)
+        if flash + CODE_RESERVE_BYTES > self.flash_bytes:
+            flash = sum(v.flash_narrow for v in chosen)
+        bound = max(min(u.raster.lower_bound, u.in_place.lower_bound if u.in_place else u.raster.lower_bound)
+                    for u in units)
+        return Estimate(best, flash, sum(u.macs for u in units), sum(v.instructions for v in chosen), bound)
+
+    @property
+    def pieces(self) -> int:
+        """Distinct pieces compiled so far."""
+        return len(self._pieces)
+
+
+def estimate(arch: Arch, target: str = "cortex-m7") -> Estimate:
+    """:meth:`CostModel.estimate` with a fresh model (use one :class:`CostModel` across a search: it caches)."""
+    return CostModel(target).estimate(arch)
+
+
+_WORKER: CostModel | None = None
+
+
+def _estimate_job(archs: list[str]) -> list[Estimate]:
+    assert _WORKER is not None
+    return [_WORKER.estimate(Arch.from_json(a)) for a in archs]
+
+
+def estimate_many(model: CostModel, archs: Sequence[Arch], *, jobs: int = 1) -> list[Estimate]:
+    """:meth:`CostModel.estimate` of every architecture, in order; ``jobs > 1`` splits them over that many forked
+    processes, each starting with ``model``'s pieces (pieces they compile anew are not sent back)."""
+    if jobs <= 1 or len(archs) < 2:
+        return [model.estimate(a) for a in archs]
+    import multiprocessing as mp
+
+    global _WORKER
+    _WORKER = model
+    texts = [a.to_json() for a in archs]
+    size = -(-len(texts) // jobs)
+    try:
+        with mp.get_context("fork").Pool(jobs) as pool:
+            parts = pool.map(_estimate_job, [texts[i:i + size] for i in range(0, len(texts), size)])
+    finally:
+        _WORKER = None
+    return [e for part in parts for e in part]
