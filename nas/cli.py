@@ -109,8 +109,8 @@ def _search_parser(sub: Any) -> None:
     s.add_argument("--budget", choices=("tiny", "quick", "full"), default="full",
                    help="full (default, under an hour on 2 cores), quick (under 10 minutes, for CI) or tiny (a "
                         "smoke test of the pipeline, seconds of training, meaningless accuracy)")
-    s.add_argument("--resolutions", metavar="R,R,...", default="28,32",
-                   help="stage-1 grid of resolutions (default 28,32; one value with one width skips stage 1)")
+    s.add_argument("--resolutions", metavar="R,R,...", default="28",
+                   help="stage-1 grid of resolutions (default 28; one value with one width skips stage 1)")
     s.add_argument("--widths", metavar="W,W,...", default="0.5,0.75", help="stage-1 grid of widths (default 0.5,0.75)")
     s.add_argument("--lr", type=float, default=5e-3, help="peak learning rate of the recipe (AdamW, one-cycle)")
     s.add_argument("--no-baseline", action="store_true", help="skip the scaled MobileNetV2 comparison")
