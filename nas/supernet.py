@@ -57,9 +57,13 @@ class SlicedBN(nn.Module):  # type: ignore[misc,name-defined]
         w, b = self.weight[:n], self.bias[:n]
         if not self.training:
             return F.batch_norm(x, self.running_mean[:n], self.running_var[:n], w, b, False, 0.0, self.eps)
+        world = _dist_world()
+        if world == 1:  # PyTorch's kernel (faster); the same statistics as below up to summation order
+            self.num_batches_tracked += 1
+            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            return F.batch_norm(x, self.running_mean[:n], self.running_var[:n], w, b, True, m, self.eps)
         count = x.shape[0] * x.shape[2] * x.shape[3]
         s = x.sum((0, 2, 3))
-        world = _dist_world()
         if world > 1:
             s = _all_reduce(s)
         count *= world
@@ -118,7 +122,7 @@ class ElasticBlock(nn.Module):  # type: ignore[misc,name-defined]
         y = x
         if blk.has_expand:
             y = _act(self.expand_bn(F.conv2d(y, self.expand_w[:m])), blk.hswish)
-        y = F.conv2d(y, self.dw_slice(blk.kernel)[:m], None, blk.stride, blk.kernel // 2, 1, m)
+        y = F.conv2d(y, self.dw_slice(blk.kernel)[:m].contiguous(), None, blk.stride, blk.kernel // 2, 1, m)
         y = _act(self.dw_bn(y), blk.hswish)
         y = self.project_bn(F.conv2d(y, self.project_w[:, :m]))
         return x + y if blk.residual else y
