@@ -56,7 +56,7 @@ class Budget:
 BUDGETS = {
     "tiny": Budget(train_images=512, val_images=128, cal_images=64, supernet_epochs=1, population=4, parents=2,
                    generations=1, epochs=1, stage1_samples=1, batch_size=64, supernet_lr=0.005),
-    "quick": Budget(train_images=2000, val_images=500, cal_images=128, supernet_epochs=2, population=6, parents=2,
+    "quick": Budget(train_images=1536, val_images=500, cal_images=128, supernet_epochs=2, population=6, parents=2,
                     generations=1, epochs=2, stage1_samples=1),
     "full": Budget(train_images=6000, val_images=1000, cal_images=256, supernet_epochs=2, population=12,
                    parents=4, generations=2, epochs=3, stage1_samples=3),
