@@ -123,3 +123,19 @@ def test_scaled_mobilenet_v2_fits_and_is_the_widest_then_highest() -> None:
     assert a.depths == (2, 3, 4, 3, 3, 1) and all(b.kernel == 3 and b.expand == 6 for s in a.stages for b in s.blocks)
     with pytest.raises(MccError, match="no scaled MobileNetV2"):
         scale_to_fit(1, 10, Constraint(10, 10), fake_cost, resolutions=(28,), widths=(0.1,))
+
+
+def test_local_executor_maps_in_order_in_processes() -> None:
+    import math
+
+    from nas.executor import LocalExecutor, make_executor
+
+    ex = LocalExecutor(2)
+    try:
+        assert ex.map(math.sqrt, [1.0, 4.0, 9.0, 16.0]) == [1.0, 2.0, 3.0, 4.0]
+        assert ex._pool is not None  # really used processes
+    finally:
+        ex.close()
+    assert make_executor("local").map(abs, [-1, 2]) == [1, 2]
+    with pytest.raises(MccError, match="unknown executor"):
+        make_executor("slurm")
