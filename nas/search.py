@@ -58,8 +58,8 @@ BUDGETS = {
                    generations=1, epochs=1, stage1_samples=1, batch_size=64, supernet_lr=0.005),
     "quick": Budget(train_images=1536, val_images=500, cal_images=128, supernet_epochs=2, population=6, parents=2,
                     generations=1, epochs=2, stage1_samples=1),
-    "full": Budget(train_images=6000, val_images=1000, cal_images=256, supernet_epochs=2, population=12,
-                   parents=4, generations=2, epochs=3, stage1_samples=3),
+    "full": Budget(train_images=6000, val_images=500, cal_images=256, supernet_epochs=2, population=8,
+                   parents=3, generations=2, epochs=2, stage1_samples=3),
 }
 
 
