@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from compiler.driver import compile_model
+from compiler.pipelines import PatchOptions
 from compiler.runner import run_project
 from nas.space import Arch
 from nas.torch_model import export_onnx
@@ -37,16 +38,18 @@ class Deployed:
 
 
 def deploy(module: Any, arch: Arch, x_cal: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, out_dir: Path, *,
-           target: str, opt_level: int = 3, float_accuracy: float = float("nan")) -> Deployed:
+           target: str, opt_level: int = 3, patch: PatchOptions | None = None,
+           float_accuracy: float = float("nan")) -> Deployed:
     """Export ``module`` (images already at ``arch.resolution``), compile it with ``mcc -O opt_level --target
-    target --calibration x_cal`` into ``out_dir/c``, run the C on ``x_test`` and measure its top-1 accuracy."""
+    target --calibration x_cal`` (``patch``: as ``--patches``) into ``out_dir/c``, run the C on ``x_test`` and
+    measure its top-1 accuracy."""
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(arch, out_dir / "model.onnx", module)
     cal = out_dir / "calibration.npy"
     np.save(cal, x_cal.astype(np.float32))
     project = out_dir / "c"
     report = compile_model(onnx_path, project, opt_level=opt_level, target=target, calibration=str(cal),
-                           name="model")
+                           name="model", patch=patch)
     logits = run_project(project, {"image": x_test.astype(np.float32)})
     out = next(iter(logits.values()))
     int8 = float(np.mean(out.reshape(len(y_test), -1).argmax(1) == y_test))

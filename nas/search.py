@@ -400,10 +400,11 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False, nproc: int
         train_module(model, x_tr, data.y_train, recipe, log, name)
         x_te = resize(data.x_test, a.resolution)
         fl = accuracy(predict(model, x_te), data.y_test)
+        patches = f" --patches {cfg.patches}" if cfg.patches is not None else ""
         log(f"{name}: trained in {time.time() - t0:.0f} s, float test accuracy {100 * fl:.2f}%; compiling with "
-            f"mcc -O{cfg.opt_level} --target {cfg.target} and running the int8 C on {len(x_te):,} test images")
+            f"mcc -O{cfg.opt_level}{patches} --target {cfg.target} and running the int8 C on {len(x_te):,} test images")
         d = deploy(model, a, x_tr[cal_idx], x_te, data.y_test, out / name, target=cfg.target,
-                   opt_level=cfg.opt_level, float_accuracy=fl)
+                   opt_level=cfg.opt_level, patch=cfg.patch, float_accuracy=fl)
         return d.to_dict()
 
     rows = [("TinyNAS (mcc-nas search)", arch.describe(), finish("winner", arch))]
