@@ -63,6 +63,10 @@ BUDGETS = {
 }
 
 
+BN_RECAL_IMAGES = 2048
+"""Training images the final networks' BatchNorm statistics are re-estimated on after training."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that determines a search's result (stored as ``config.json``; ``--resume`` checks it)."""
@@ -382,7 +386,7 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False, nproc: int
 
     # 5. winner and baseline, same recipe
     from nas.torch_model import to_module
-    from nas.train import Recipe, predict, train_module
+    from nas.train import Recipe, predict, recalibrate_bn, train_module
 
     recipe = Recipe(b.epochs, b.batch_size, cfg.lr, seed=cfg.seed)
 
@@ -398,6 +402,9 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False, nproc: int
         x_tr = resize(data.x_train, a.resolution)
         t0 = time.time()
         train_module(model, x_tr, data.y_train, recipe, log, name)
+        # BatchNorm statistics as the plain average over training images: a short schedule leaves the running
+        # averages (momentum 0.1) behind the weights; same for both networks
+        recalibrate_bn(model, x_tr[:BN_RECAL_IMAGES])
         x_te = resize(data.x_test, a.resolution)
         fl = accuracy(predict(model, x_te), data.y_test)
         patches = f" --patches {cfg.patches}" if cfg.patches is not None else ""
