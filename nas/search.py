@@ -319,7 +319,8 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False, nproc: int
     log(data.summary())
     data = data.subset(b.train_images, b.val_images)
     log(f"budget {cfg.budget}: {len(data.x_train):,} training and {len(data.x_val):,} validation images, "
-        f"{len(data.x_test):,} test images; budgets {cfg.constraint.describe()} on {cfg.target}, mcc -O{cfg.opt_level}")
+        f"{len(data.x_test):,} test images; search constraint {cfg.constraint.describe()} (flash less the "
+        f"{100 * cfg.flash_margin:g} % margin) on {cfg.target}, mcc -O{cfg.opt_level}")
     costs = CostCache(cfg, out / "costs.json", jobs)
     base_space = search_space(cfg, data)
 
@@ -433,6 +434,8 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False, nproc: int
 
     # 6. report
     table = format_table(rows, cfg.sram, cfg.flash)
+    budgets = (f"SRAM {cfg.sram:,} B, flash {cfg.flash:,} B (the search kept {100 * cfg.flash_margin:g} % of the "
+               f"flash free)" + (f", latency {cfg.latency:,.0f} instructions" if cfg.latency is not None else ""))
     gap = 100 * (rows[0][2]["int8_accuracy"] - rows[1][2]["int8_accuracy"]) if len(rows) > 1 else None
     plot_pareto(state, cfg, out / "pareto.png", arch.to_json())
     report = {"config": asdict(cfg), "winner": arch.to_dict(), "supernet_accuracy": fit,
@@ -440,7 +443,7 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False, nproc: int
               "int8_gap_points": gap, "evaluated": len(state.fitness), "costed": len(state.costs),
               "best_per_generation": state.best_per_generation, "seconds_this_run": time.time() - t_start}
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    md = (f"# mcc-nas search\n\n{cfg.constraint.describe()} on {cfg.target}, mcc -O{cfg.opt_level}, budget "
+    md = (f"# mcc-nas search\n\n{budgets} on {cfg.target}, mcc -O{cfg.opt_level}, budget "
           f"{cfg.budget}, dataset {cfg.dataset}.\n\n{table}")
     if gap is not None:
         md += f"\nTinyNAS int8 accuracy minus the baseline's: {gap:+.2f} points.\n"
