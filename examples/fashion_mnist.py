@@ -12,7 +12,6 @@ Data: Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -22,23 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path("/usr/share/datasets/fashion-mnist")
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script from a checkout: the repository's packages first
 
-
-def load_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzip-compressed): unsigned bytes with a big-endian shape header."""
-    raw = gzip.decompress(path.read_bytes())
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from nas.data import FASHION_MNIST as DATA  # noqa: E402
+from nas.data import load_fashion_split  # noqa: E402
 
 
 def load_split(kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images as float32 [N, 1, 28, 28] in [0, 1] and labels as int64."""
-    images = load_idx(DATA / f"{kind}-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255.0
-    labels = load_idx(DATA / f"{kind}-labels-idx1-ubyte.gz").astype(np.int64)
-    return images, labels
+    """Images as float32 [N, 1, 28, 28] in [0, 1] and labels as int64 (``nas.data``, shared with ``mcc-nas``)."""
+    return load_fashion_split(kind, DATA)
 
 
 def train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> object:

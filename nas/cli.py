@@ -1,4 +1,5 @@
-"""``mcc-nas``: TinyNAS on mcc's cost model. Stage 1 (``mcc-nas space``) exists; the search (stage 2) does not yet."""
+"""``mcc-nas``: TinyNAS on mcc's cost model: ``space`` (stage 1, search-space optimisation), ``search`` (stage 2:
+supernet, evolution, winner vs scaled MobileNetV2) and ``train-supernet`` (the worker ``torchrun`` starts)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from compiler.errors import MccError
 from compiler.pipelines import PatchOptions
@@ -73,7 +75,93 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, help="local processes evaluating subnets (default 1)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--plot", metavar="PNG", help="write the MACs CDF of each space's fitting subnets")
+    _search_parser(sub)
+    t = sub.add_parser("train-supernet", help="(internal) train the supernet of a search directory; run by torchrun",
+                       description="Train the supernet of an mcc-nas search directory (config.json, "
+                                   "supernet_space.json). 'mcc-nas search --nproc N' runs this under torchrun; "
+                                   "torch.distributed is initialised (gloo) from torchrun's environment.")
+    t.add_argument("out", type=Path, help="the search directory")
     return p
+
+
+def _search_parser(sub: Any) -> None:
+    s = sub.add_parser("search", help="TinyNAS stage 2: supernet, evolutionary search, winner vs scaled MobileNetV2",
+                       description="Train a one-shot supernet (elastic kernel, expansion, depth; SPOS), search it "
+                                   "with evolution under mcc's peak SRAM and flash as hard constraints, train the "
+                                   "winner and a MobileNetV2 scaled to the same budgets with the same recipe, compile "
+                                   "both with mcc and report their int8 C accuracy on the test set.")
+    s.add_argument("--data", default="fashion-mnist", metavar="SPEC",
+                   help="fashion-mnist (default; Debian's dataset-fashion-mnist), a .npz file (x_train, y_train, "
+                        "x_test, y_test, optional x_val, y_val) or an image folder (train/<class>/, test/<class>/)")
+    s.add_argument("--image-size", type=int, help="resize image-folder images to this size")
+    s.add_argument("--grayscale", action="store_true", help="read image-folder images as grey (default RGB)")
+    s.add_argument("--target", default="cortex-m4", help="cortex-m4 (default), cortex-m7, ...")
+    s.add_argument("--sram", type=int, default=65536, metavar="BYTES", help="peak SRAM budget (default 65536)")
+    s.add_argument("--flash", type=int, default=262144, metavar="BYTES", help="flash budget (default 262144)")
+    s.add_argument("--latency", type=float, metavar="INSTRUCTIONS",
+                   help="optional budget on the estimated instructions per inference (nas.cost.LatencyModel)")
+    s.add_argument("--flash-margin", type=float, default=0.15, metavar="FRACTION",
+                   help="share of --flash the search keeps free for the trained network's extra requantization "
+                        "tables (default 0.15; SRAM needs none: it is exact)")
+    s.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="LEVEL",
+                   help="mcc optimisation level for costing and compiling (default 3)")
+    s.add_argument("--patches", type=int, metavar="P", help="as mcc's --patches (1: per-layer)")
+    s.add_argument("--budget", choices=("tiny", "quick", "full"), default="full",
+                   help="full (default, under an hour on 2 cores), quick (under 10 minutes, for CI) or tiny (a "
+                        "smoke test of the pipeline, seconds of training, meaningless accuracy)")
+    s.add_argument("--resolutions", metavar="R,R,...", default="28",
+                   help="stage-1 grid of resolutions (default 28; one value with one width skips stage 1)")
+    s.add_argument("--widths", metavar="W,W,...", default="0.5,0.75", help="stage-1 grid of widths (default 0.5,0.75)")
+    s.add_argument("--lr", type=float, default=5e-3, help="peak learning rate of the recipe (AdamW, one-cycle)")
+    s.add_argument("--no-baseline", action="store_true", help="skip the scaled MobileNetV2 comparison")
+    s.add_argument("--nproc", type=int, default=1, help="processes training the supernet (torchrun, gloo; default 1)")
+    s.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where candidates are evaluated: local processes (default) or Ray")
+    s.add_argument("--jobs", type=int, default=1, help="local processes for candidate evaluation and costing")
+    s.add_argument("--threads", type=int, default=2, help="PyTorch threads in this process (default 2)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=Path("nas_search"), help="output directory (default ./nas_search)")
+    s.add_argument("--resume", action="store_true", help="continue the search in --out")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``mcc-nas search``."""
+    tgt = get_target(args.target, sram=args.sram, flash=args.flash)
+    for name in ("nproc", "jobs", "threads"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.sram < 1 or args.flash < 1:
+        raise UsageError("--sram and --flash must be positive")
+    if args.patches is not None and args.patches < 0:
+        raise UsageError(f"--patches must be >= 0, got {args.patches}")
+    if not 0 <= args.flash_margin < 1:
+        raise UsageError(f"--flash-margin must be in [0, 1), got {args.flash_margin}")
+    from nas.data import load_dataset
+    from nas.search import SearchConfig, run_search
+    from nas.torch_model import require_torch
+
+    torch = require_torch()
+    torch.set_num_threads(args.threads)
+    if args.executor == "ray":
+        from nas.executor import make_executor
+
+        make_executor("ray").close()
+    cfg = SearchConfig(args.data, tgt.name, args.sram, args.flash, args.latency, args.opt_level, args.patches,
+                       args.budget, _ints(args.resolutions), _floats(args.widths), args.seed, args.lr,
+                       args.image_size, args.grayscale, not args.no_baseline, args.flash_margin)
+    load_dataset(cfg.dataset, image_size=cfg.image_size, grayscale=cfg.grayscale, seed=cfg.seed)  # errors first
+    run_search(cfg, args.out, resume=args.resume, nproc=args.nproc, executor=args.executor, jobs=args.jobs)
+    return 0
+
+
+def cmd_train_supernet(args: argparse.Namespace) -> int:
+    """``mcc-nas train-supernet DIR`` (one torchrun worker)."""
+    from nas.search import train_supernet_here
+
+    if not (args.out / "config.json").is_file():
+        raise MccError(f"{args.out} is not an mcc-nas search directory (no config.json)")
+    train_supernet_here(args.out, print)
+    return 0
 
 
 def cmd_space(args: argparse.Namespace) -> int:
@@ -140,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "space":
             return cmd_space(args)
+        if args.command == "search":
+            return cmd_search(args)
+        if args.command == "train-supernet":
+            return cmd_train_supernet(args)
         parser.print_help()
         return 2
     except MccError as e:
