@@ -4,13 +4,16 @@ The graph is what a quantized export of the same network looks like after mcc's 
 per-tensor scales, int8 OHWI weights with per-channel scales (zero point 0), int32 biases, ReLU6 fused into the
 convolutions as their clamp, hard-swish as ``nn.hard_swish``, SE as mean → 1x1 conv (ReLU) → 1x1 conv →
 ``nn.hard_sigmoid`` → ``nn.mul``, residual ``nn.add``. Weight values are random (seeded, cached per shape): peak
-SRAM, flash and MACs depend only on the shapes and the quantization parameters, which are plausible and seeded.
+SRAM, flash and MACs depend only on the shapes and the quantization parameters, which are plausible and seeded. Every
+layer gets its own values (seeded by its name and shape): the C lowering stores equal constant arrays once, and a
+trained network has no two equal layers, so weights shared by shape would make flash look smaller than it will be.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import zlib
 
 import numpy as np
 
@@ -27,9 +30,10 @@ SIGMOID_Q = (1.0 / 256.0, -128)
 
 
 @functools.lru_cache(maxsize=4096)
-def _weights(shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Random int8 weights (or int32 biases) for ``shape``, the same for every graph (seeded by the shape)."""
-    rng = np.random.default_rng([*shape, 7])
+def _weights(shape: tuple[int, ...], dtype: str, layer: str = "") -> np.ndarray:
+    """Random int8 weights (or int32 biases) of the layer named ``layer``, the same in every graph (seeded by the
+    shape and the name)."""
+    rng = np.random.default_rng([*shape, 7, zlib.crc32(layer.encode())])
     if dtype == "int8":
         arr = rng.integers(-127, 128, shape, dtype=np.int8)
     else:
@@ -62,8 +66,8 @@ class _Builder:
         else:
             wshape, axis, kind = (c_out, k, k, c_in), 0, "nn.conv2d"
         wq = QuantParams.per_channel(self.scales(c_out), [0] * c_out, axis)
-        wv = const(self.g, _weights(wshape, "int8"), TensorType(wshape, DType.INT8, wq), f"{name}_w")
-        bv = const(self.g, _weights((c_out,), "int32"), TensorType((c_out,), DType.INT32), f"{name}_b")
+        wv = const(self.g, _weights(wshape, "int8", name), TensorType(wshape, DType.INT8, wq), f"{name}_w")
+        bv = const(self.g, _weights((c_out,), "int32", name), TensorType((c_out,), DType.INT32), f"{name}_b")
         attrs: dict = {"strides": (stride, stride), "pads": (pad, pad, pad, pad)}
         if act is not None:
             attrs["act_min"], attrs["act_max"] = act
@@ -112,8 +116,8 @@ class _Builder:
                                {"axes": (1, 2), "keepdims": False}, ["pool"]).result
         wq = QuantParams.per_channel(self.scales(a.num_classes), [0] * a.num_classes, 0)
         wshape = (a.num_classes, a.head_channels)
-        wv = const(self.g, _weights(wshape, "int8"), TensorType(wshape, DType.INT8, wq), "fc_w")
-        bv = const(self.g, _weights((a.num_classes,), "int32"), TensorType((a.num_classes,), DType.INT32), "fc_b")
+        wv = const(self.g, _weights(wshape, "int8", "fc"), TensorType(wshape, DType.INT8, wq), "fc_w")
+        bv = const(self.g, _weights((a.num_classes,), "int32", "fc"), TensorType((a.num_classes,), DType.INT32), "fc_b")
         logits = self.g.create("nn.fully_connected", [pooled, wv, bv], [_q8((1, a.num_classes), (0.1, 0))], {},
                                ["logits"]).result
         self.g.outputs = [logits]

@@ -196,8 +196,9 @@ def _unit_graph(key: _UnitKey) -> Graph:
         pooled = bld.g.create("nn.mean", [y], [build._q8((1, head), build.RELU6_Q)],
                               {"axes": (1, 2), "keepdims": False}, ["pool"]).result
         wq = QuantParams.per_channel(bld.scales(classes), [0] * classes, 0)
-        wv = const(bld.g, build._weights((classes, head), "int8"), TensorType((classes, head), DType.INT8, wq), "fc_w")
-        bv = const(bld.g, build._weights((classes,), "int32"), TensorType((classes,), DType.INT32), "fc_b")
+        wv = const(bld.g, build._weights((classes, head), "int8", "fc"), TensorType((classes, head), DType.INT8, wq),
+                   "fc_w")
+        bv = const(bld.g, build._weights((classes,), "int32", "fc"), TensorType((classes,), DType.INT32), "fc_b")
         y = bld.g.create("nn.fully_connected", [pooled, wv, bv], [build._q8((1, classes), (0.1, 0))], {},
                          ["logits"]).result
     bld.g.outputs = [y]

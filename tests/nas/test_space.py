@@ -104,3 +104,17 @@ def test_torch_module_matches_ir_shapes(seed: int) -> None:
     assert ir == pt
     n_dw = sum(op.kind == "nn.depthwise_conv2d" for op in g.ops)
     assert n_dw == sum(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.modules())
+
+
+def test_no_two_layers_share_weights() -> None:
+    """The C lowering stores equal constant arrays once; a trained network has no two equal layers, so the IR's
+    random weights must differ between layers of the same shape, or its flash would come out too small."""
+    arch = small_space().at(28, 0.5).largest()  # four blocks per stage: many layers of equal shape
+    arrays = [op.result.const_value for op in to_graph(arch).ops if op.kind == "const"]
+    by_shape: dict[tuple[int, ...], list] = {}
+    for a in arrays:
+        by_shape.setdefault(a.shape, []).append(a.tobytes())
+    repeated = [v for v in by_shape.values() if len(v) > 1]
+    assert repeated  # the check below has something to compare
+    for blobs in repeated:
+        assert len(set(blobs)) == len(blobs)
