@@ -32,10 +32,8 @@ static int mcc_gemm_direct(const mcc_gemm_params *p) {
 }
 
 size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p) {
-    if (mcc_gemm_direct(p)) {
-        return 0;
-    }
-    return (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3);
+    /* the int16 column: the window's k_h * k_w * in_c taps rounded up to a multiple of four, two bytes each */
+    return (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3) * 2;
 }
 
 static inline uint32_t mcc_read32(const void *p) {
@@ -142,33 +140,7 @@ static inline uint64_t mcc_read64(const void *p) {
     } while (0)
 #endif
 
-/* Four output channels over one group of four taps at xp; advances xp and wp. */
-#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW)
-/* GCC's Cortex-M7 tuning never pairs the weight loads into LDRD; one group is 1 LDR, 2 SXTB16, 4 LDRD, 8 SMLAD. */
-#define MCC_GEMM_GROUP4(xp, wp)                                                                     \
-    do {                                                                                            \
-        uint32_t xw_, xa_, w0_, w1_;                                                                \
-        __asm__("ldr %[xw], [%[x]], #4\n\t"                                                       \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "sxtb16 %[xa], %[xw]\n\t"                                                         \
-                "sxtb16 %[xw], %[xw], ror #8\n\t"                                                 \
-                "smlad %[a0], %[xa], %[w0], %[a0]\n\t"                                            \
-                "smlad %[a0], %[xw], %[w1], %[a0]\n\t"                                            \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "smlad %[a1], %[xa], %[w0], %[a1]\n\t"                                            \
-                "smlad %[a1], %[xw], %[w1], %[a1]\n\t"                                            \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "smlad %[a2], %[xa], %[w0], %[a2]\n\t"                                            \
-                "smlad %[a2], %[xw], %[w1], %[a2]\n\t"                                            \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "smlad %[a3], %[xa], %[w0], %[a3]\n\t"                                            \
-                "smlad %[a3], %[xw], %[w1], %[a3]"                                                  \
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
-                  [xw] "=&r"(xw_), [xa] "=&r"(xa_), [w0] "=&r"(w0_), [w1] "=&r"(w1_)                \
-                :                                                                                   \
-                : "memory");                                                                        \
-    } while (0)
-#else
+/* Four output channels over one group of four taps of raw bytes at xp; advances xp and wp. */
 #define MCC_GEMM_GROUP4(xp, wp)                                     \
     do {                                                            \
         const uint32_t xw_ = mcc_read32(xp);                        \
@@ -181,7 +153,6 @@ static inline uint64_t mcc_read64(const void *p) {
         MCC_GEMM_MAC(a3, xa_, xb_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP); \
         (wp) += 4 * MCC_GEMM_WORDS_PER_GROUP;                       \
     } while (0)
-#endif
 
 /* One output pixel: out[c] = requant(bias[c] + sum_k x[k] * w[c][k]) for every output channel. */
 static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
@@ -196,9 +167,20 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
         int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
         const int8_t *xp = x;
         int32_t g = groups;
-        for (; g >= 2; g -= 2) {
-            MCC_GEMM_GROUP4(xp, wp);
-            MCC_GEMM_GROUP4(xp, wp);
+        for (; g >= 2; g -= 2) { /* a pair of groups: per channel, its words of both (pack_weights) */
+            const uint32_t v0 = mcc_read32(xp), v1 = mcc_read32(xp + 4);
+            const uint32_t xa0 = MCC_SXTB16(v0), xb0 = MCC_SXTB16_ROR8(v0);
+            const uint32_t xa1 = MCC_SXTB16(v1), xb1 = MCC_SXTB16_ROR8(v1);
+            xp += 8;
+            MCC_GEMM_MAC(a0, xa0, xb0, wp);
+            MCC_GEMM_MAC(a0, xa1, xb1, wp + MCC_GEMM_WORDS_PER_GROUP);
+            MCC_GEMM_MAC(a1, xa0, xb0, wp + 2 * MCC_GEMM_WORDS_PER_GROUP);
+            MCC_GEMM_MAC(a1, xa1, xb1, wp + 3 * MCC_GEMM_WORDS_PER_GROUP);
+            MCC_GEMM_MAC(a2, xa0, xb0, wp + 4 * MCC_GEMM_WORDS_PER_GROUP);
+            MCC_GEMM_MAC(a2, xa1, xb1, wp + 5 * MCC_GEMM_WORDS_PER_GROUP);
+            MCC_GEMM_MAC(a3, xa0, xb0, wp + 6 * MCC_GEMM_WORDS_PER_GROUP);
+            MCC_GEMM_MAC(a3, xa1, xb1, wp + 7 * MCC_GEMM_WORDS_PER_GROUP);
+            wp += 8 * MCC_GEMM_WORDS_PER_GROUP;
         }
         if (g) {
             MCC_GEMM_GROUP4(xp, wp);
@@ -231,6 +213,239 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
         }
         wp += tail;
         out[c] = mcc_gemm_requant(q, a0, rq + 3 * c);
+    }
+}
+
+/* Four output channels over one group of four taps of the int16 column at xp (two words: (x0, x2), (x1, x3));
+   advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW)
+/* One LDRD of the column, then per channel one LDRD of its weights and two SMLAD: 13 instructions, 16 MACs. */
+#define MCC_GEMM_GROUP4_S16(xp, wp)                                                                 \
+    do {                                                                                            \
+        uint32_t xa_, xb_, w0_, w1_;                                                                \
+        __asm__("ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                 \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a0], %[xa], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[xb], %[w1], %[a0]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a1], %[xa], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[xb], %[w1], %[a1]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a2], %[xa], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[xb], %[w1], %[a2]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a3], %[xa], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[xb], %[w1], %[a3]"                                                    \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [xa] "=&r"(xa_), [xb] "=&r"(xb_), [w0] "=&r"(w0_), [w1] "=&r"(w1_)                \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP4_S16(xp, wp)                                 \
+    do {                                                            \
+        const uint32_t xa_ = (xp)[0];                               \
+        const uint32_t xb_ = (xp)[1];                               \
+        (xp) += 2;                                                  \
+        MCC_GEMM_MAC(a0, xa_, xb_, (wp));                           \
+        MCC_GEMM_MAC(a1, xa_, xb_, (wp) + MCC_GEMM_WORDS_PER_GROUP);  \
+        MCC_GEMM_MAC(a2, xa_, xb_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP); \
+        MCC_GEMM_MAC(a3, xa_, xb_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP); \
+        (wp) += 4 * MCC_GEMM_WORDS_PER_GROUP;                       \
+    } while (0)
+#endif
+
+/* Four output channels over two groups (eight taps) of the int16 column at xp; the weights of a block hold, per
+   pair of groups, each channel's words of the first group then of the second. Advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* One LDM of four column words, then per channel one LDM of its four weight words and four SMLAD: 21 instructions,
+   32 MACs. LDM fills registers in ascending order, so the eight loaded words live in fixed registers (r7, the
+   Thumb frame pointer, is left alone); the accumulators and pointers take the remaining six. */
+#define MCC_GEMM_GROUP8_S16(xp, wp)                                                                 \
+    do {                                                                                            \
+        register uint32_t x0_ __asm__("r8"), x1_ __asm__("r9"), x2_ __asm__("r10"), x3_ __asm__("r11"); \
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12"); \
+        __asm__("ldm %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                        \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x2], %[w2], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x3], %[w3], %[a0]\n\t"                                              \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a1], %[x0], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x2], %[w2], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x3], %[w3], %[a1]\n\t"                                              \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a2], %[x0], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x1], %[w1], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x2], %[w2], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x3], %[w3], %[a2]\n\t"                                              \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x2], %[w2], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x3], %[w3], %[a3]"                                                    \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),                   \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)                    \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP8_S16(xp, wp)                                                  \
+    do {                                                                             \
+        const uint32_t x0_ = (xp)[0], x1_ = (xp)[1], x2_ = (xp)[2], x3_ = (xp)[3];     \
+        (xp) += 4;                                                                   \
+        MCC_GEMM_MAC(a0, x0_, x1_, (wp));                                            \
+        MCC_GEMM_MAC(a0, x2_, x3_, (wp) + MCC_GEMM_WORDS_PER_GROUP);                 \
+        MCC_GEMM_MAC(a1, x0_, x1_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a1, x2_, x3_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x0_, x1_, (wp) + 4 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x2_, x3_, (wp) + 5 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x0_, x1_, (wp) + 6 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x2_, x3_, (wp) + 7 * MCC_GEMM_WORDS_PER_GROUP);             \
+        (wp) += 8 * MCC_GEMM_WORDS_PER_GROUP;                                        \
+    } while (0)
+#endif
+
+/* The fast requantization of a layer whose every channel has it (p->rq_fast): rq = {m, h, r} with |acc| < 2^30,
+   ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r), see backends/c/emitters/gemm.py (fast_layer). */
+static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
+    const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
+#if defined(__ARM_FEATURE_DSP)
+    int32_t t;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[1]));
+#else
+    const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)rq[1] << 32) + 0x80000000LL) >> 32);
+#endif
+    return (t + (acc2 >> 31)) >> rq[2];
+}
+
+#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
+/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each
+   (volatile: the stores are its only effect). */
+#define MCC_GEMM_RQ_FAST_STORE(acc, off)                                                            \
+    "lsl %[" acc "], %[" acc "], #1\n\t"                                                              \
+    "ldrd %[m], %[h], [%[rq], #" off "*12]\n\t"                                                     \
+    "ldr %[r], [%[rq], #" off "*12+8]\n\t"                                                         \
+    "smmlar %[m], %[" acc "], %[m], %[h]\n\t"                                                       \
+    "add %[m], %[m], %[" acc "], asr #31\n\t"                                                       \
+    "asr %[m], %[m], %[r]\n\t"                                                                      \
+    "add %[m], %[m], %[zp]\n\t"                                                                     \
+    "ssat %[m], #8, %[m]\n\t"                                                                       \
+    "strb %[m], [%[out], #" off "]\n\t"
+static inline void mcc_gemm_store4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
+                                        int32_t zp, int8_t *out) {
+    int32_t m, h, r;
+    __asm__ volatile(MCC_GEMM_RQ_FAST_STORE("a0", "0") MCC_GEMM_RQ_FAST_STORE("a1", "1")
+            MCC_GEMM_RQ_FAST_STORE("a2", "2") MCC_GEMM_RQ_FAST_STORE("a3", "3")
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [m] "=&r"(m), [h] "=&r"(h), [r] "=&r"(r)
+            : [rq] "r"(rq), [zp] "r"(zp), [out] "r"(out)
+            : "memory");
+}
+#else
+static inline void mcc_gemm_store4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
+                                        int32_t zp, int8_t *out) {
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < 4; ++i) {
+        out[i] = (int8_t)mcc_clamp(mcc_gemm_rq_fast(acc[i], rq + 3 * i) + zp, -128, 127);
+    }
+}
+#endif
+
+static inline int8_t mcc_gemm_clamp(mcc_gemm_out q, int32_t v) {
+#if defined(__ARM_FEATURE_DSP)
+    v = __ssat(v, 8);
+    if (!q.full) {
+        v = mcc_clamp(v, q.lo, q.hi);
+    }
+    return (int8_t)v;
+#else
+    return (int8_t)mcc_clamp(v, q.lo, q.hi);
+#endif
+}
+
+/* One output pixel from its int16 column x (p->depth / 4 groups of two words), every output channel. */
+static void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w, const int32_t *bias,
+                               const int32_t *rq, int8_t *out) {
+    const int32_t groups = p->depth >> 2;
+    const int32_t out_c = p->out_c;
+    const mcc_gemm_out q = {p->out_zp, p->act_min, p->act_max, p->act_min == -128 && p->act_max == 127};
+    const uint32_t *const x16 = x + 8 * (groups >> 2);
+    const int32_t *wp = w;
+    int32_t c = 0;
+    for (; c + 4 <= out_c; c += 4) {
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        const uint32_t *xp = x;
+        while (xp != x16) { /* four groups at a time */
+            MCC_GEMM_GROUP8_S16(xp, wp);
+            MCC_GEMM_GROUP8_S16(xp, wp);
+        }
+        if (groups & 2) {
+            MCC_GEMM_GROUP8_S16(xp, wp);
+        }
+        if (groups & 1) { /* an odd last group */
+            MCC_GEMM_GROUP4_S16(xp, wp);
+        }
+        const int32_t *r = rq + 3 * c;
+        if (p->rq_fast && q.full) {
+            mcc_gemm_store4_fast(a0, a1, a2, a3, r, q.zp, out + c);
+        } else if (p->rq_fast) {
+            out[c] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, r) + q.zp);
+            out[c + 1] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a1, r + 3) + q.zp);
+            out[c + 2] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a2, r + 6) + q.zp);
+            out[c + 3] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a3, r + 9) + q.zp);
+        } else {
+            out[c] = mcc_gemm_requant(q, a0, r);
+            out[c + 1] = mcc_gemm_requant(q, a1, r + 3);
+            out[c + 2] = mcc_gemm_requant(q, a2, r + 6);
+            out[c + 3] = mcc_gemm_requant(q, a3, r + 9);
+        }
+    }
+    for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time */
+        int32_t a0 = bias[c];
+        const uint32_t *xp = x;
+        for (int32_t g = 0; g < groups; ++g, xp += 2) {
+            MCC_GEMM_MAC(a0, xp[0], xp[1], wp);
+            wp += MCC_GEMM_WORDS_PER_GROUP;
+        }
+        out[c] = p->rq_fast ? mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, rq + 3 * c) + q.zp)
+                            : mcc_gemm_requant(q, a0, rq + 3 * c);
+    }
+}
+
+/* The int16 column of n input bytes at src: per group of four bytes the words (x0, x2), (x1, x3), zeros from n up
+   to depth. dst may be src - depth bytes (the im2col column in the upper half of the scratch): each group is
+   read before its eight bytes, which end at or below the next group's, are written. */
+static void mcc_gemm_expand(const int8_t *src, int32_t n, int32_t depth, uint32_t *dst) {
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const uint32_t v0 = mcc_read32(src + k);
+        const uint32_t v1 = mcc_read32(src + k + 4);
+        dst[0] = MCC_SXTB16(v0);
+        dst[1] = MCC_SXTB16_ROR8(v0);
+        dst[2] = MCC_SXTB16(v1);
+        dst[3] = MCC_SXTB16_ROR8(v1);
+        dst += 4;
+    }
+    for (; k < n; k += 4) {
+        uint32_t v = 0; /* little-endian: byte i of the word is tap k + i */
+        if (k + 4 <= n) {
+            v = mcc_read32(src + k);
+        } else {
+            for (int32_t i = 0; i < n - k; ++i) {
+                v |= (uint32_t)(uint8_t)src[k + i] << (8 * i);
+            }
+        }
+        dst[0] = MCC_SXTB16(v);
+        dst[1] = MCC_SXTB16_ROR8(v);
+        dst += 2;
+    }
+    for (; k < depth; k += 4) {
+        dst[0] = 0;
+        dst[1] = 0;
+        dst += 2;
     }
 }
 
@@ -277,20 +492,23 @@ static void mcc_gemm_im2col(const mcc_gemm_params *p, const int8_t *image, int32
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
+    uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                const int8_t *x;
-                if (direct) {
-                    x = image + ((size_t)iy0 * p->in_w + ix0) * p->in_c;
+                if (!direct) {
+                    mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
+                    mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
+                    mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
+                } else if (scratch == NULL) { /* a fully connected layer: the input row in place, as bytes */
+                    mcc_gemm_pixel(p, image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, w, bias, rq, out);
                 } else {
-                    mcc_gemm_im2col(p, image, iy0, ix0, scratch);
-                    x = scratch;
+                    mcc_gemm_expand(image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, p->in_c, p->depth, col16);
+                    mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
                 }
-                mcc_gemm_pixel(p, x, w, bias, rq, out);
                 out += p->out_c;
             }
         }

@@ -204,24 +204,24 @@ def gemm_conv_direct(op: Op) -> bool:
 
 
 def gemm_conv_depth(op: Op) -> int:
-    """Weights per output channel as the GEMM kernel lays them out: ``C_in`` when direct, else the im2col column's
-    ``k_h * k_w * C_in`` rounded up to a multiple of 4 (zero weights over the padding)."""
+    """Weights per output channel as the GEMM kernel lays them out: the window's ``k_h * k_w * C_in`` taps rounded
+    up to a multiple of 4 (zero weights past the last tap)."""
     w = op.operands[1].type
     k = w.shape[1] * w.shape[2] * w.shape[3]
-    return k if gemm_conv_direct(op) else (k + 3) // 4 * 4
+    return (k + 3) // 4 * 4
 
 
 def conv_scratch_bytes(op: Op) -> int:
     """Scratch of the int8 conv kernels, mirroring their ``*_scratch_bytes`` functions in C. The GEMM kernel
-    (``mcc_conv_gemm_s8_scratch_bytes`` in ``runtime_c/mcc_gemm.c``): none when it reads pixels in place, else an
-    int8 im2col column of :func:`gemm_conv_depth` bytes. The general kernel (``mcc_conv2d_s8_scratch_bytes`` in
-    ``runtime_c/mcc_conv2d.c``): one int16 column of ``k_h * k_w * C_in / groups`` values when the window has more
-    than one tap."""
+    (``mcc_conv_gemm_s8_scratch_bytes`` in ``runtime_c/mcc_gemm.c``): the int16 column of :func:`gemm_conv_depth`
+    values every output pixel is expanded into (the int8 im2col column of a window wider than one pixel is gathered
+    into its upper half first). The general kernel (``mcc_conv2d_s8_scratch_bytes`` in ``runtime_c/mcc_conv2d.c``):
+    one int16 column of ``k_h * k_w * C_in / groups`` values when the window has more than one tap."""
     x, w = op.operands[0].type, op.operands[1].type
     if x.dtype is not DType.INT8:
         return 0
     if gemm_conv(op):
-        return 0 if gemm_conv_direct(op) else gemm_conv_depth(op)
+        return 2 * gemm_conv_depth(op)
     if w.shape[1] * w.shape[2] == 1:
         return 0
     return w.shape[1] * w.shape[2] * w.shape[3] * 2

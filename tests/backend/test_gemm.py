@@ -64,3 +64,33 @@ def test_extreme_requantization_matches_the_interpreter(tmp_path, kind):
     g.outputs = [y]
     verify(g)
     assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
+
+
+@pytest.mark.parametrize("k, ci, co, act", [(1, 6, 10, None), (1, 16, 8, (0.0, 6.0)), (3, 3, 8, None),
+                                            (2, 5, 7, (-1.0, 2.5))])
+def test_fast_requantization_layers_match_the_interpreter(tmp_path, k, ci, co, act):
+    """Layers whose every channel takes the fast requantization (rq_fast = 1 in the C params), with ordinary
+    scales, a clamp narrower than int8 or not, input depths that are no multiple of 4 and C_out tails."""
+    from backends.c.emitters.gemm import fold_bias
+    from compiler.ops.conv import requant_multipliers
+
+    rng = np.random.default_rng(k * 100 + ci)
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    g = Graph("g")
+    x = g.add_input(_t8((1, 6, 5, ci), 0.05, 3), "x")
+    w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+              TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    b = const(g, rng.integers(-5000, 5000, co).astype(np.int32),
+              TensorType((co,), DType.INT32, QuantParams(tuple(0.05 * s for s in scales), tuple([0] * co), 0)))
+    attrs: dict = {"pads": (k // 2, k // 2, (k - 1) // 2, (k - 1) // 2)}
+    if act is not None:  # a fused clamp narrower than int8: [-4 + 0/0.1, -4 + 6/0.1] and [-14, 21]
+        attrs.update(act_min=act[0], act_max=act[1])
+    y = g.create("nn.conv2d", [x, w, b], [_t8((1, 6, 5, co), 0.1, -4)], attrs, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    w2d = np.asarray(conv.operands[1].const_value).reshape(co, -1).astype(np.int64)
+    mult, shift = requant_multipliers(conv)
+    rows = requant_table(mult, shift, fold_bias(np.asarray(conv.operands[2].const_value), w2d, -3), w2d)
+    assert np.all(rows[2::3] > 0)  # the whole layer takes the fast path
+    assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
