@@ -36,6 +36,14 @@ size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p) {
     return (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3) * 2;
 }
 
+/* The per-pixel steps are inlined into the pixel loop when optimizing for speed, so that their set-up is hoisted
+   out of it; a size-first build keeps them as functions. */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+#define MCC_GEMM_INLINE static inline __attribute__((always_inline))
+#else
+#define MCC_GEMM_INLINE static
+#endif
+
 static inline uint32_t mcc_read32(const void *p) {
     uint32_t v;
     memcpy(&v, p, sizeof v); /* one (unaligned) LDR on Armv7-M */
@@ -367,7 +375,7 @@ static inline int8_t mcc_gemm_clamp(mcc_gemm_out q, int32_t v) {
 }
 
 /* One output pixel from its int16 column x (p->depth / 4 groups of two words), every output channel. */
-static void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w, const int32_t *bias,
+MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w, const int32_t *bias,
                                const int32_t *rq, int8_t *out) {
     const int32_t groups = p->depth >> 2;
     const int32_t out_c = p->out_c;
@@ -416,9 +424,9 @@ static void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, cons
 }
 
 /* The int16 column of n input bytes at src: per group of four bytes the words (x0, x2), (x1, x3), zeros from n up
-   to depth. dst may be src - depth bytes (the im2col column in the upper half of the scratch): each group is
+   to depth taps. dst may be src - depth bytes (an int8 column in the upper half of the scratch): each group is
    read before its eight bytes, which end at or below the next group's, are written. */
-static void mcc_gemm_expand(const int8_t *src, int32_t n, int32_t depth, uint32_t *dst) {
+MCC_GEMM_INLINE void mcc_gemm_expand(const int8_t *src, int32_t n, int32_t depth, uint32_t *dst) {
     int32_t k = 0;
     for (; k + 8 <= n; k += 8) {
         const uint32_t v0 = mcc_read32(src + k);
@@ -489,6 +497,57 @@ static void mcc_gemm_im2col(const mcc_gemm_params *p, const int8_t *image, int32
     }
 }
 
+/* The int16 column of the window at (iy0, ix0) when a window row is a whole number of groups (k_w * in_c a
+   multiple of four), the input zero point over the padding: a row inside the image is expanded straight from the
+   input, a row hanging over the left or right edge is gathered byte by byte, four taps to a word. */
+static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
+                                uint32_t *col) {
+    const int32_t row_bytes = p->k_w * p->in_c;
+    const int32_t row_taps = row_bytes; /* a multiple of four */
+    const int inside_w = ix0 >= 0 && ix0 + (p->k_w - 1) * p->dil_w < p->in_w && p->dil_w == 1;
+    const uint32_t pad = (uint32_t)(uint8_t)p->pad_value * 0x01010101u;
+    const uint32_t pad_a = MCC_SXTB16(pad), pad_b = MCC_SXTB16_ROR8(pad);
+    uint32_t *d = col;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        if (iy < 0 || iy >= p->in_h) {
+            for (int32_t t = 0; t < row_taps; t += 4, d += 2) {
+                d[0] = pad_a;
+                d[1] = pad_b;
+            }
+            continue;
+        }
+        const int8_t *row = image + (size_t)iy * p->in_w * p->in_c;
+        if (inside_w) { /* the window's row is contiguous in NHWC */
+            mcc_gemm_expand(row + (size_t)ix0 * p->in_c, row_bytes, row_taps, d);
+            d += row_taps >> 1;
+            continue;
+        }
+        uint32_t v = 0;
+        int32_t j = 0;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            const int valid = ix >= 0 && ix < p->in_w;
+            for (int32_t c = 0; c < p->in_c; ++c) {
+                const uint32_t b = valid ? (uint8_t)row[(size_t)ix * p->in_c + c] : (pad & 0xFFu);
+                v |= b << (8 * j);
+                if (++j == 4) {
+                    d[0] = MCC_SXTB16(v);
+                    d[1] = MCC_SXTB16_ROR8(v);
+                    d += 2;
+                    v = 0;
+                    j = 0;
+                }
+            }
+        }
+        if (j) { /* the row's last taps; zeros past them */
+            d[0] = MCC_SXTB16(v);
+            d[1] = MCC_SXTB16_ROR8(v);
+            d += 2;
+        }
+    }
+}
+
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
@@ -500,8 +559,12 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
                 if (!direct) {
-                    mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
-                    mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
+                    if ((p->k_w * p->in_c) & 3) { /* the int8 column in the upper half, expanded down in place */
+                        mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
+                        mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
+                    } else {
+                        mcc_gemm_im2col_s16(p, image, iy0, ix0, col16);
+                    }
                     mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
                 } else if (scratch == NULL) { /* a fully connected layer: the input row in place, as bytes */
                     mcc_gemm_pixel(p, image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, w, bias, rq, out);

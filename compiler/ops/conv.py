@@ -214,9 +214,10 @@ def gemm_conv_depth(op: Op) -> int:
 def conv_scratch_bytes(op: Op) -> int:
     """Scratch of the int8 conv kernels, mirroring their ``*_scratch_bytes`` functions in C. The GEMM kernel
     (``mcc_conv_gemm_s8_scratch_bytes`` in ``runtime_c/mcc_gemm.c``): the int16 column of :func:`gemm_conv_depth`
-    values every output pixel is expanded into (the int8 im2col column of a window wider than one pixel is gathered
-    into its upper half first). The general kernel (``mcc_conv2d_s8_scratch_bytes`` in ``runtime_c/mcc_conv2d.c``):
-    one int16 column of ``k_h * k_w * C_in / groups`` values when the window has more than one tap."""
+    values every output pixel is expanded into (a window whose rows are not whole groups of four taps is first
+    gathered as an int8 column into its upper half). The general kernel (``mcc_conv2d_s8_scratch_bytes`` in
+    ``runtime_c/mcc_conv2d.c``): one int16 column of ``k_h * k_w * C_in / groups`` values when the window has more
+    than one tap."""
     x, w = op.operands[0].type, op.operands[1].type
     if x.dtype is not DType.INT8:
         return 0

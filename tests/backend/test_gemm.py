@@ -94,3 +94,25 @@ def test_fast_requantization_layers_match_the_interpreter(tmp_path, k, ci, co, a
     rows = requant_table(mult, shift, fold_bias(np.asarray(conv.operands[2].const_value), w2d, -3), w2d)
     assert np.all(rows[2::3] > 0)  # the whole layer takes the fast path
     assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
+
+
+@pytest.mark.parametrize("k, ci, stride, dil", [(3, 4, 1, 1), (3, 8, 2, 1), (2, 4, 1, 2), (3, 3, 2, 1), (1, 5, 2, 1)])
+def test_window_rows_of_whole_groups_match_the_interpreter(tmp_path, k, ci, stride, dil):
+    """The int16 im2col: window rows of k_w * C_in taps a multiple of four are expanded straight from the input
+    (rows over the padding hold the input zero point, rows over the left or right edge gathered tap by tap); other
+    windows go through an int8 column expanded in place. Strides, dilations and padding on every side."""
+    rng = np.random.default_rng(k * 10 + ci)
+    co = 6
+    g = Graph("g")
+    x = g.add_input(_t8((1, 7, 6, ci), 0.05, -7), "x")
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+              TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    pads = (1, 1, 1, 1) if k > 1 else (0, 0, 0, 0)
+    eff = (k - 1) * dil + 1
+    oh, ow = (7 + pads[0] + pads[2] - eff) // stride + 1, (6 + pads[1] + pads[3] - eff) // stride + 1
+    y = g.create("nn.conv2d", [x, w], [_t8((1, oh, ow, co), 0.1, 2)],
+                 {"pads": pads, "strides": (stride, stride), "dilations": (dil, dil)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
