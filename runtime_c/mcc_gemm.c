@@ -3,21 +3,28 @@
  *
  * Offline (backends/c/emitters/gemm.py) the weights become (w - weight zero point), blocked by four output
  * channels and, per group of four taps k..k+3, paired as (k, k+2) and (k+1, k+3): the order in which SXTB16 and
- * SXTB16 ROR 8 unpack four input bytes. The input offset is folded into the bias (bias + in_offset * sum w), so the
+ * SXTB16 ROR 8 unpack four input bytes; in a block, each pair of groups holds every channel's words of both groups
+ * together (an odd last group follows, channel by channel). The input offset is folded into the bias
+ * (bias + in_offset * sum w), so the
  * kernel multiplies raw input bytes; a padded tap is the input zero point, whose contribution the fold cancels.
  * Two layouts of the same weights exist, chosen when the C is compiled (MCC_GEMM_NARROW, see mcc_kernels.h):
  * 16-bit values packed two per word (twice the flash, no unpacking) or the original bytes, four per word, unpacked
  * with SXTB16 at run time.
  *
- * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. For an output channel whose accumulators
- * the emitter has proved below 2^30 in magnitude and whose shift is a right shift (marked by a non-zero rounding
- * half in its requantization row), it is SMMLAR on the doubled accumulator (gemmlowp's rounding doubling high
- * multiply, exactly, since 2*acc cannot overflow), a sign fix and an arithmetic shift; otherwise mcc_mbqm.
+ * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. A layer with rq_fast set has, per
+ * channel, {m, h, r} and is requantized as ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r) + zp (the emitter's
+ * fast_layer proves it exact: accumulators below 2^30, or a near-dead channel encoded as a step). Other layers have
+ * per-channel rows {m, r, half}: for a channel whose accumulators the emitter has proved below 2^30 in magnitude and
+ * whose shift is a right shift (half > 0), the same SMMLAR form; otherwise one 64-bit sum or mcc_mbqm.
  *
- * A 1x1 window without padding reads the input pixel in place; any other window is first copied, as raw bytes,
- * into an im2col column of p->depth bytes in the scratch buffer (taps over the padding hold the input zero point,
- * the tail up to a multiple of four holds zeros). Output pixels are written in raster order, all channels of a
- * pixel before the next pixel is read, which is the memory planner's overlap contract (compiler/overlap.py). */
+ * A convolution first expands each output pixel's window once into an int16 column in the scratch buffer (two
+ * words (x0, x2), (x1, x3) per group of four taps; taps over the padding hold the input zero point, the tail up to a
+ * multiple of four zeros), which every block of four output channels then reads with LDM: a 1x1 pixel and window
+ * rows of whole groups straight from the input, other windows through an int8 column in the upper half of the
+ * scratch, expanded down in place. With byte_column (set by the memory planner where the int16 column would raise the
+ * peak) and for fully connected layers the kernel multiplies raw input bytes instead, unpacked with SXTB16: a 1x1
+ * pixel in place, else an int8 column of p->depth bytes. Output pixels are written in raster order, all channels of
+ * a pixel before the next pixel is read, which is the memory planner's overlap contract (compiler/overlap.py). */
 #include <string.h>
 
 #include "mcc_kernels.h"
@@ -32,8 +39,13 @@ static int mcc_gemm_direct(const mcc_gemm_params *p) {
 }
 
 size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p) {
-    /* the int16 column: the window's k_h * k_w * in_c taps rounded up to a multiple of four, two bytes each */
-    return (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3) * 2;
+    /* the int16 column: the window's k_h * k_w * in_c taps rounded up to a multiple of four, two bytes each; with
+       byte_column, none for a pixel read in place, else an int8 column of as many bytes */
+    const size_t taps = (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3);
+    if (p->byte_column) {
+        return mcc_gemm_direct(p) ? 0 : taps;
+    }
+    return 2 * taps;
 }
 
 /* The per-pixel steps are inlined into the pixel loop when optimizing for speed, so that their set-up is hoisted
@@ -162,68 +174,6 @@ static inline uint64_t mcc_read64(const void *p) {
         (wp) += 4 * MCC_GEMM_WORDS_PER_GROUP;                       \
     } while (0)
 
-/* One output pixel: out[c] = requant(bias[c] + sum_k x[k] * w[c][k]) for every output channel. */
-static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
-                           const int32_t *rq, int8_t *out) {
-    const int32_t groups = p->depth >> 2;
-    const int32_t tail = p->depth & 3;
-    const int32_t out_c = p->out_c;
-    const mcc_gemm_out q = {p->out_zp, p->act_min, p->act_max, p->act_min == -128 && p->act_max == 127};
-    const int32_t *wp = w;
-    int32_t c = 0;
-    for (; c + 4 <= out_c; c += 4) {
-        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-        const int8_t *xp = x;
-        int32_t g = groups;
-        for (; g >= 2; g -= 2) { /* a pair of groups: per channel, its words of both (pack_weights) */
-            const uint32_t v0 = mcc_read32(xp), v1 = mcc_read32(xp + 4);
-            const uint32_t xa0 = MCC_SXTB16(v0), xb0 = MCC_SXTB16_ROR8(v0);
-            const uint32_t xa1 = MCC_SXTB16(v1), xb1 = MCC_SXTB16_ROR8(v1);
-            xp += 8;
-            MCC_GEMM_MAC(a0, xa0, xb0, wp);
-            MCC_GEMM_MAC(a0, xa1, xb1, wp + MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a1, xa0, xb0, wp + 2 * MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a1, xa1, xb1, wp + 3 * MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a2, xa0, xb0, wp + 4 * MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a2, xa1, xb1, wp + 5 * MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a3, xa0, xb0, wp + 6 * MCC_GEMM_WORDS_PER_GROUP);
-            MCC_GEMM_MAC(a3, xa1, xb1, wp + 7 * MCC_GEMM_WORDS_PER_GROUP);
-            wp += 8 * MCC_GEMM_WORDS_PER_GROUP;
-        }
-        if (g) {
-            MCC_GEMM_GROUP4(xp, wp);
-        }
-        for (int32_t t = 0; t < tail; ++t) { /* one word per tap and channel */
-            const int32_t xv = xp[t];
-            a0 = mcc_add_wrap(a0, xv * wp[t]);
-            a1 = mcc_add_wrap(a1, xv * wp[tail + t]);
-            a2 = mcc_add_wrap(a2, xv * wp[2 * tail + t]);
-            a3 = mcc_add_wrap(a3, xv * wp[3 * tail + t]);
-        }
-        wp += 4 * tail;
-        const int32_t *r = rq + 3 * c;
-        out[c] = mcc_gemm_requant(q, a0, r);
-        out[c + 1] = mcc_gemm_requant(q, a1, r + 3);
-        out[c + 2] = mcc_gemm_requant(q, a2, r + 6);
-        out[c + 3] = mcc_gemm_requant(q, a3, r + 9);
-    }
-    for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time, same pairing */
-        int32_t a0 = bias[c];
-        const int8_t *xp = x;
-        for (int32_t g = 0; g < groups; ++g) {
-            const uint32_t xw = mcc_read32(xp);
-            xp += 4;
-            MCC_GEMM_MAC(a0, MCC_SXTB16(xw), MCC_SXTB16_ROR8(xw), wp);
-            wp += MCC_GEMM_WORDS_PER_GROUP;
-        }
-        for (int32_t t = 0; t < tail; ++t) {
-            a0 = mcc_add_wrap(a0, xp[t] * wp[t]);
-        }
-        wp += tail;
-        out[c] = mcc_gemm_requant(q, a0, rq + 3 * c);
-    }
-}
-
 /* Four output channels over one group of four taps of the int16 column at xp (two words: (x0, x2), (x1, x3));
    advances xp and wp. */
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW)
@@ -263,17 +213,9 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
     } while (0)
 #endif
 
-/* Four output channels over two groups (eight taps) of the int16 column at xp; the weights of a block hold, per
-   pair of groups, each channel's words of the first group then of the second. Advances xp and wp. */
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
-/* One LDM of four column words, then per channel one LDM of its four weight words and four SMLAD: 21 instructions,
-   32 MACs. LDM fills registers in ascending order, so the eight loaded words live in fixed registers (r7, the
-   Thumb frame pointer, is left alone); the accumulators and pointers take the remaining six. */
-#define MCC_GEMM_GROUP8_S16(xp, wp)                                                                 \
-    do {                                                                                            \
-        register uint32_t x0_ __asm__("r8"), x1_ __asm__("r9"), x2_ __asm__("r10"), x3_ __asm__("r11"); \
-        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12"); \
-        __asm__("ldm %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                        \
+/* Per channel of a block: one LDM of its four weight words, four SMLAD with the column words in x0..x3. */
+#define MCC_GEMM_LDM_4CH                                                                            \
                 "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
                 "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
                 "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
@@ -293,7 +235,22 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
                 "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
                 "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
                 "smlad %[a3], %[x2], %[w2], %[a3]\n\t"                                              \
-                "smlad %[a3], %[x3], %[w3], %[a3]"                                                    \
+                "smlad %[a3], %[x3], %[w3], %[a3]"
+
+#endif
+
+/* Four output channels over two groups (eight taps) of the int16 column at xp; the weights of a block hold, per
+   pair of groups, each channel's words of the first group then of the second. Advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* One LDM of four column words, then per channel one LDM of its four weight words and four SMLAD: 21 instructions,
+   32 MACs. LDM fills registers in ascending order, so the eight loaded words live in fixed registers (r7, the
+   Thumb frame pointer, is left alone); the accumulators and pointers take the remaining six. */
+#define MCC_GEMM_GROUP8_S16(xp, wp)                                                                 \
+    do {                                                                                            \
+        register uint32_t x0_ __asm__("r8"), x1_ __asm__("r9"), x2_ __asm__("r10"), x3_ __asm__("r11"); \
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12"); \
+        __asm__("ldm %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                        \
+                MCC_GEMM_LDM_4CH                                                                    \
                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
                   [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),                   \
                   [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)                    \
@@ -374,9 +331,139 @@ static inline int8_t mcc_gemm_clamp(mcc_gemm_out q, int32_t v) {
 #endif
 }
 
+/* The requantized outputs of four channels' accumulators, stored to out[0..3]. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void mcc_gemm_store4(const mcc_gemm_params *p, mcc_gemm_out q, int32_t a0, int32_t a1, int32_t a2,
+                                   int32_t a3, const int32_t *r, int8_t *out) {
+    if (p->rq_fast && q.full) {
+        mcc_gemm_store4_fast(a0, a1, a2, a3, r, q.zp, out);
+    } else if (p->rq_fast) {
+        out[0] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, r) + q.zp);
+        out[1] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a1, r + 3) + q.zp);
+        out[2] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a2, r + 6) + q.zp);
+        out[3] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a3, r + 9) + q.zp);
+    } else {
+        out[0] = mcc_gemm_requant(q, a0, r);
+        out[1] = mcc_gemm_requant(q, a1, r + 3);
+        out[2] = mcc_gemm_requant(q, a2, r + 6);
+        out[3] = mcc_gemm_requant(q, a3, r + 9);
+    }
+}
+
+/* Four output channels over two groups (eight taps) of raw input bytes at xp; advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* Two LDR and four SXTB16 unpack the eight bytes, then per channel two LDRD of its weights and four SMLAD:
+   30 instructions, 32 MACs, in twelve registers of the compiler's choice. */
+#define MCC_GEMM_GROUP8_S8(xp, wp)                                                                  \
+    do {                                                                                            \
+        uint32_t x0_, x1_, x2_, x3_, w0_, w1_;                                                      \
+        __asm__("ldr %[x1], [%[x]], #4\n\t"                                                         \
+                "ldr %[x3], [%[x]], #4\n\t"                                                         \
+                "sxtb16 %[x0], %[x1]\n\t"                                                           \
+                "sxtb16 %[x1], %[x1], ror #8\n\t"                                                   \
+                "sxtb16 %[x2], %[x3]\n\t"                                                           \
+                "sxtb16 %[x3], %[x3], ror #8\n\t"                                                   \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a0], %[x2], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x3], %[w1], %[a0]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a1], %[x0], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a1], %[x2], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x3], %[w1], %[a1]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a2], %[x0], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x1], %[w1], %[a2]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a2], %[x2], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x3], %[w1], %[a2]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a3], %[x2], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x3], %[w1], %[a3]"                                                  \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),               \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_)                                                  \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP8_S8(xp, wp)                                                   \
+    do {                                                                             \
+        const uint32_t v0_ = mcc_read32(xp), v1_ = mcc_read32((xp) + 4);             \
+        const uint32_t x0_ = MCC_SXTB16(v0_), x1_ = MCC_SXTB16_ROR8(v0_);             \
+        const uint32_t x2_ = MCC_SXTB16(v1_), x3_ = MCC_SXTB16_ROR8(v1_);             \
+        (xp) += 8;                                                                   \
+        MCC_GEMM_MAC(a0, x0_, x1_, (wp));                                            \
+        MCC_GEMM_MAC(a0, x2_, x3_, (wp) + MCC_GEMM_WORDS_PER_GROUP);                 \
+        MCC_GEMM_MAC(a1, x0_, x1_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a1, x2_, x3_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x0_, x1_, (wp) + 4 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x2_, x3_, (wp) + 5 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x0_, x1_, (wp) + 6 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x2_, x3_, (wp) + 7 * MCC_GEMM_WORDS_PER_GROUP);             \
+        (wp) += 8 * MCC_GEMM_WORDS_PER_GROUP;                                        \
+    } while (0)
+#endif
+
+/* One output pixel: out[c] = requant(bias[c] + sum_k x[k] * w[c][k]) for every output channel. */
+static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
+                           const int32_t *rq, int8_t *out) {
+    const int32_t groups = p->depth >> 2;
+    const int32_t tail = p->depth & 3;
+    const int32_t out_c = p->out_c;
+    const mcc_gemm_out q = {p->out_zp, p->act_min, p->act_max, p->act_min == -128 && p->act_max == 127};
+    const int32_t *wp = w;
+    int32_t c = 0;
+    for (; c + 4 <= out_c; c += 4) {
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        const int8_t *xp = x;
+        int32_t g = groups;
+        for (; g >= 2; g -= 2) { /* a pair of groups: per channel, its words of both (pack_weights) */
+            MCC_GEMM_GROUP8_S8(xp, wp);
+        }
+        if (g) {
+            MCC_GEMM_GROUP4(xp, wp);
+        }
+        for (int32_t t = 0; t < tail; ++t) { /* one word per tap and channel */
+            const int32_t xv = xp[t];
+            a0 = mcc_add_wrap(a0, xv * wp[t]);
+            a1 = mcc_add_wrap(a1, xv * wp[tail + t]);
+            a2 = mcc_add_wrap(a2, xv * wp[2 * tail + t]);
+            a3 = mcc_add_wrap(a3, xv * wp[3 * tail + t]);
+        }
+        wp += 4 * tail;
+        mcc_gemm_store4(p, q, a0, a1, a2, a3, rq + 3 * c, out + c);
+    }
+    for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time, same pairing */
+        int32_t a0 = bias[c];
+        const int8_t *xp = x;
+        for (int32_t g = 0; g < groups; ++g) {
+            const uint32_t xw = mcc_read32(xp);
+            xp += 4;
+            MCC_GEMM_MAC(a0, MCC_SXTB16(xw), MCC_SXTB16_ROR8(xw), wp);
+            wp += MCC_GEMM_WORDS_PER_GROUP;
+        }
+        for (int32_t t = 0; t < tail; ++t) {
+            a0 = mcc_add_wrap(a0, xp[t] * wp[t]);
+        }
+        wp += tail;
+        out[c] = p->rq_fast ? mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, rq + 3 * c) + q.zp)
+                            : mcc_gemm_requant(q, a0, rq + 3 * c);
+    }
+}
+
 /* One output pixel from its int16 column x (p->depth / 4 groups of two words), every output channel. */
-MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w, const int32_t *bias,
-                               const int32_t *rq, int8_t *out) {
+MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w,
+                                        const int32_t *bias, const int32_t *rq, int8_t *out) {
     const int32_t groups = p->depth >> 2;
     const int32_t out_c = p->out_c;
     const mcc_gemm_out q = {p->out_zp, p->act_min, p->act_max, p->act_min == -128 && p->act_max == 127};
@@ -396,20 +483,7 @@ MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t
         if (groups & 1) { /* an odd last group */
             MCC_GEMM_GROUP4_S16(xp, wp);
         }
-        const int32_t *r = rq + 3 * c;
-        if (p->rq_fast && q.full) {
-            mcc_gemm_store4_fast(a0, a1, a2, a3, r, q.zp, out + c);
-        } else if (p->rq_fast) {
-            out[c] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, r) + q.zp);
-            out[c + 1] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a1, r + 3) + q.zp);
-            out[c + 2] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a2, r + 6) + q.zp);
-            out[c + 3] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a3, r + 9) + q.zp);
-        } else {
-            out[c] = mcc_gemm_requant(q, a0, r);
-            out[c + 1] = mcc_gemm_requant(q, a1, r + 3);
-            out[c + 2] = mcc_gemm_requant(q, a2, r + 6);
-            out[c + 3] = mcc_gemm_requant(q, a3, r + 9);
-        }
+        mcc_gemm_store4(p, q, a0, a1, a2, a3, rq + 3 * c, out + c);
     }
     for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time */
         int32_t a0 = bias[c];
@@ -558,7 +632,15 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                if (!direct) {
+                if (p->byte_column) { /* raw bytes: the pixel in place, or an int8 im2col column */
+                    const int8_t *x = scratch;
+                    if (direct) {
+                        x = image + ((size_t)iy0 * p->in_w + ix0) * p->in_c;
+                    } else {
+                        mcc_gemm_im2col(p, image, iy0, ix0, scratch);
+                    }
+                    mcc_gemm_pixel(p, x, w, bias, rq, out);
+                } else if (!direct) {
                     if ((p->k_w * p->in_c) & 3) { /* the int8 column in the upper half, expanded down in place */
                         mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
                         mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
@@ -566,8 +648,6 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                         mcc_gemm_im2col_s16(p, image, iy0, ix0, col16);
                     }
                     mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
-                } else if (scratch == NULL) { /* a fully connected layer: the input row in place, as bytes */
-                    mcc_gemm_pixel(p, image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, w, bias, rq, out);
                 } else {
                     mcc_gemm_expand(image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, p->in_c, p->depth, col16);
                     mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);

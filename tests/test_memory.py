@@ -151,9 +151,10 @@ def class_spans(graph: Graph) -> dict[Value, tuple[int, int, int]]:
 
 def scratch_of(op: Op) -> int:
     """Kernel scratch bytes (aligned): the in-place depthwise kernel copies one H x W input channel at a time;
-    the GEMM conv kernel expands every output pixel's window into an int16 column (taps rounded up to 4); the
-    general int8 conv kernel a window of more than one tap as int16 values."""
-    from compiler.ops.conv import gemm_conv
+    the GEMM conv kernel expands every output pixel's window into an int16 column (taps rounded up to 4) or,
+    with byte_column, gathers a window that is not an in-place 1x1 pixel as int8 bytes; the general int8 conv
+    kernel a window of more than one tap as int16 values."""
+    from compiler.ops.conv import gemm_conv, gemm_conv_direct
 
     if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):
         _, h, w, _ = op.operands[0].type.shape
@@ -162,6 +163,8 @@ def scratch_of(op: Op) -> int:
         return 0
     _, kh, kw, cg = op.operands[1].type.shape
     if gemm_conv(op):
+        if op.attrs.get("byte_column"):  # raw bytes: a 1x1 pixel in place, else an int8 column
+            return 0 if gemm_conv_direct(op) else align((kh * kw * cg + 3) // 4 * 4)
         return align(2 * ((kh * kw * cg + 3) // 4 * 4))
     return align(2 * kh * kw * cg) if kh * kw > 1 else 0
 

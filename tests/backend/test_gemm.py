@@ -116,3 +116,41 @@ def test_window_rows_of_whole_groups_match_the_interpreter(tmp_path, k, ci, stri
     g.outputs = [y]
     verify(g)
     assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_byte_column_convs_match_the_interpreter(tmp_path, k):
+    """``byte_column`` convs multiply raw input bytes (a 1x1 pixel in place, else an int8 im2col column); an input
+    depth that is no multiple of 4, so the pixel read in place ends in tail taps."""
+    rng = np.random.default_rng(k)
+    co, ci = 10, 10
+    g = Graph("g")
+    x = g.add_input(_t8((1, 5, 6, ci), 0.05, 9), "x")
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+              TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    p = k // 2
+    y = g.create("nn.conv2d", [x, w], [_t8((1, 5, 6, co), 0.1, -1)], {"pads": (p, p, p, p), "byte_column": True},
+                 ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+def test_plan_memory_takes_the_byte_column_where_the_int16_column_raises_the_peak():
+    """A 3x3 conv at the peak: its int16 column (2 x 144 B) would raise the arena; the int8 one (144 B) does not."""
+    from compiler.memory import plan_choosing_in_place, plan_memory
+
+    rng = np.random.default_rng(0)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 8, 8, 16), 0.05, 0), "x")
+    w = const(g, rng.integers(-127, 128, (16, 3, 3, 16)).astype(np.int8),
+              TensorType((16, 3, 3, 16), DType.INT8, QuantParams.per_tensor(0.01, 0)))
+    y = g.create("nn.conv2d", [x, w], [_t8((1, 8, 8, 16), 0.1, 0)], {"pads": (1, 1, 1, 1)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    wide = plan_memory(g).arena_bytes
+    chosen = plan_choosing_in_place(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    assert conv.attrs.get("byte_column") is True
+    assert chosen.arena_bytes == wide - 144 == plan_memory(g).arena_bytes

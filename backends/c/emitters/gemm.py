@@ -6,8 +6,8 @@ Everything the kernel would otherwise do per inference is done here, once per la
   ``(k, k+2), (k+1, k+3)`` in 16-bit halves (the order SXTB16 unpacks input bytes in), or kept as bytes for the
   narrow layout a size-first build compiles instead (:func:`pack_weights`);
 - the input offset is folded into the bias: ``bias + in_offset * sum_k w`` (int32, wrapping like the kernel);
-- per output channel, the requantization variant: when its accumulators are provably below 2^30 in magnitude and
-  its shift is a right shift, the kernel uses SMMLAR on the doubled accumulator (:func:`requant_table`).
+- the requantization: for a layer whose every channel has an exact SMMLAR form, rows ``{m, h, r}`` and
+  ``rq_fast = 1`` (:func:`fast_layer`); else per output channel the cheapest exact variant (:func:`requant_table`).
 """
 
 from __future__ import annotations
@@ -141,11 +141,12 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     folded = fold_bias(bias, w2d, in_offset)
     mult, shift = requant_multipliers(op)
-    # the int16 path (a scratch column: every conv) reads rq_fast; fully connected layers take the byte path
-    fast = fast_layer(mult, shift, folded, w2d) if scratch != "NULL" else None
+    # fully connected layers and byte_column convs multiply raw input bytes, other convs an int16 column
+    byte_column = op.kind == "nn.fully_connected" or bool(op.attrs.get("byte_column", False))
+    fast = fast_layer(mult, shift, folded, w2d)
     rq, folded = (requant_table(mult, shift, folded, w2d), folded) if fast is None else fast
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
-                        act_min=act[0], act_max=act[1], rq_fast=int(fast is not None))
+                        act_min=act[0], act_max=act[1], rq_fast=int(fast is not None), byte_column=int(byte_column))
     wsym = ctx.weight(weight, pack_weights(w2d, depth, narrow=False), (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
                                   ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
