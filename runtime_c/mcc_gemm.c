@@ -282,7 +282,8 @@ static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
     int32_t t;
     __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[1]));
 #else
-    const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)rq[1] << 32) + 0x80000000LL) >> 32);
+    /* h may be negative (a step channel): multiplied, not shifted, into the high word */
+    const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + (int64_t)rq[1] * 4294967296LL + 0x80000000LL) >> 32);
 #endif
     return (t + (acc2 >> 31)) >> rq[2];
 }

@@ -154,3 +154,37 @@ def test_plan_memory_takes_the_byte_column_where_the_int16_column_raises_the_pea
     conv = next(op for op in g.ops if op.kind == "nn.conv2d")
     assert conv.attrs.get("byte_column") is True
     assert chosen.arena_bytes == wide - 144 == plan_memory(g).arena_bytes
+
+
+def test_near_dead_channels_become_exact_steps(tmp_path):
+    """Channels with a huge bias and a tiny scale (accumulators near 2^30, right shifts of 25+, as in MLPerf VWW) are
+    encoded as steps ``{0, c + 1, 0}`` with the threshold moved into the bias, so the layer keeps the fast path; one
+    of them has a negative ``c + 1``. Sanitized C equals the interpreter."""
+    from backends.c.emitters.gemm import fast_layer, fold_bias
+    from compiler.ops.conv import requant_multipliers
+
+    rng = np.random.default_rng(5)
+    co, ci = 8, 16
+    scales = [0.01] * co
+    scales[2] = scales[5] = 3e-8  # tiny: multiplier * 2^-r far below one output step per unit of accumulator
+    g = Graph("g")
+    x = g.add_input(_t8((1, 4, 4, ci), 0.05, 1), "x")
+    w = const(g, rng.integers(-127, 128, (co, 1, 1, ci)).astype(np.int8),
+              TensorType((co, 1, 1, ci), DType.INT8, QuantParams(tuple(scales), tuple([0] * co), 0)))
+    bias = rng.integers(-3000, 3000, co).astype(np.int32)
+    bias[2], bias[5] = 1_073_700_000, -1_073_700_000
+    b = const(g, bias, TensorType((co,), DType.INT32, QuantParams(tuple(0.05 * s for s in scales), tuple([0] * co),
+                                                                    0)))
+    y = g.create("nn.conv2d", [x, w, b], [_t8((1, 4, 4, co), 0.02, 3)], {}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    w2d = np.asarray(conv.operands[1].const_value).reshape(co, -1).astype(np.int64)
+    mult, shift = requant_multipliers(conv)
+    folded = fold_bias(bias, w2d, -1)
+    assert np.all(requant_table(mult, shift, folded, w2d).reshape(-1, 3)[[2, 5], 2] < 0)  # not fast on their own
+    fast = fast_layer(mult, shift, folded, w2d)
+    assert fast is not None
+    rows = fast[0].reshape(-1, 3)
+    assert rows[2, 0] == rows[5, 0] == 0 and rows[2, 2] == rows[5, 2] == 0 and min(rows[2, 1], rows[5, 1]) < 0
+    assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
