@@ -807,8 +807,36 @@ def plan_choosing_in_place(graph: Graph, *, overlap: bool = True) -> MemoryPlan:
 
     Every op where it would need fewer bytes is switched on; if the arena shrinks, the ops whose raster-kernel
     needs stay clearly below it (95%) are switched back off together, then up to :data:`IN_PLACE_TRIALS` of the
-    rest one by one, each kept off when the arena does not grow. Attributes the graph already carries are kept.
+    rest one by one, each kept off when the arena does not grow. Then GEMM convolutions at the peak may switch to
+    their int8 column (:func:`_choose_byte_columns`). Attributes the graph already carries are kept.
     """
+    return _choose_byte_columns(graph, _choose_in_place(graph, overlap), overlap)
+
+
+BYTE_COLUMN_TRIALS = 8
+"""GEMM convolutions near the peak tried one by one with the int8 column (each trial is one plan)."""
+
+
+def _choose_byte_columns(graph: Graph, plan: MemoryPlan, overlap: bool) -> MemoryPlan:
+    """Switch GEMM convolutions running near the peak (within 10% of the arena) to their int8 input bytes (the
+    ``byte_column`` attribute: less scratch than the int16 column, slower) one by one, the fullest first, up to
+    :data:`BYTE_COLUMN_TRIALS`, each kept only when the arena shrinks."""
+    from compiler.ops.conv import gemm_conv
+
+    index = {op: t for t, op in enumerate(graph.ops)}
+    cands = [op for op in graph.ops if op.kind == "nn.conv2d" and gemm_conv(op) and not op.attrs.get("byte_column")
+             and scratch_bytes(op) > 0 and plan.live_bytes[index[op]] * 10 >= plan.arena_bytes * 9]
+    for op in sorted(cands, key=lambda op: -plan.live_bytes[index[op]])[:BYTE_COLUMN_TRIALS]:
+        op.attrs["byte_column"] = True
+        trial = plan_memory(graph, overlap=overlap)
+        if trial.arena_bytes < plan.arena_bytes:
+            plan = trial
+        else:
+            op.attrs.pop("byte_column", None)
+    return plan
+
+
+def _choose_in_place(graph: Graph, overlap: bool) -> MemoryPlan:
     from compiler.ops.conv import depthwise_in_place_pays
 
     distances: DistanceCache = {}

@@ -3,21 +3,28 @@
  *
  * Offline (backends/c/emitters/gemm.py) the weights become (w - weight zero point), blocked by four output
  * channels and, per group of four taps k..k+3, paired as (k, k+2) and (k+1, k+3): the order in which SXTB16 and
- * SXTB16 ROR 8 unpack four input bytes. The input offset is folded into the bias (bias + in_offset * sum w), so the
+ * SXTB16 ROR 8 unpack four input bytes; in a block, each pair of groups holds every channel's words of both groups
+ * together (an odd last group follows, channel by channel). The input offset is folded into the bias
+ * (bias + in_offset * sum w), so the
  * kernel multiplies raw input bytes; a padded tap is the input zero point, whose contribution the fold cancels.
  * Two layouts of the same weights exist, chosen when the C is compiled (MCC_GEMM_NARROW, see mcc_kernels.h):
  * 16-bit values packed two per word (twice the flash, no unpacking) or the original bytes, four per word, unpacked
  * with SXTB16 at run time.
  *
- * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. For an output channel whose accumulators
- * the emitter has proved below 2^30 in magnitude and whose shift is a right shift (marked by a non-zero rounding
- * half in its requantization row), it is SMMLAR on the doubled accumulator (gemmlowp's rounding doubling high
- * multiply, exactly, since 2*acc cannot overflow), a sign fix and an arithmetic shift; otherwise mcc_mbqm.
+ * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. A layer with rq_fast set has, per
+ * channel, {m, h, r} and is requantized as ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r) + zp (the emitter's
+ * fast_layer proves it exact: accumulators below 2^30, or a near-dead channel encoded as a step). Other layers have
+ * per-channel rows {m, r, half}: for a channel whose accumulators the emitter has proved below 2^30 in magnitude and
+ * whose shift is a right shift (half > 0), the same SMMLAR form; otherwise one 64-bit sum or mcc_mbqm.
  *
- * A 1x1 window without padding reads the input pixel in place; any other window is first copied, as raw bytes,
- * into an im2col column of p->depth bytes in the scratch buffer (taps over the padding hold the input zero point,
- * the tail up to a multiple of four holds zeros). Output pixels are written in raster order, all channels of a
- * pixel before the next pixel is read, which is the memory planner's overlap contract (compiler/overlap.py). */
+ * A convolution first expands each output pixel's window once into an int16 column in the scratch buffer (two
+ * words (x0, x2), (x1, x3) per group of four taps; taps over the padding hold the input zero point, the tail up to a
+ * multiple of four zeros), which every block of four output channels then reads with LDM: a 1x1 pixel and window
+ * rows of whole groups straight from the input, other windows through an int8 column in the upper half of the
+ * scratch, expanded down in place. With byte_column (set by the memory planner where the int16 column would raise the
+ * peak) and for fully connected layers the kernel multiplies raw input bytes instead, unpacked with SXTB16: a 1x1
+ * pixel in place, else an int8 column of p->depth bytes. Output pixels are written in raster order, all channels of
+ * a pixel before the next pixel is read, which is the memory planner's overlap contract (compiler/overlap.py). */
 #include <string.h>
 
 #include "mcc_kernels.h"
@@ -32,11 +39,22 @@ static int mcc_gemm_direct(const mcc_gemm_params *p) {
 }
 
 size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p) {
-    if (mcc_gemm_direct(p)) {
-        return 0;
+    /* the int16 column: the window's k_h * k_w * in_c taps rounded up to a multiple of four, two bytes each; with
+       byte_column, none for a pixel read in place, else an int8 column of as many bytes */
+    const size_t taps = (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3);
+    if (p->byte_column) {
+        return mcc_gemm_direct(p) ? 0 : taps;
     }
-    return (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3);
+    return 2 * taps;
 }
+
+/* The per-pixel steps are inlined into the pixel loop when optimizing for speed, so that their set-up is hoisted
+   out of it; a size-first build keeps them as functions. */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+#define MCC_GEMM_INLINE static inline __attribute__((always_inline))
+#else
+#define MCC_GEMM_INLINE static
+#endif
 
 static inline uint32_t mcc_read32(const void *p) {
     uint32_t v;
@@ -142,33 +160,7 @@ static inline uint64_t mcc_read64(const void *p) {
     } while (0)
 #endif
 
-/* Four output channels over one group of four taps at xp; advances xp and wp. */
-#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW)
-/* GCC's Cortex-M7 tuning never pairs the weight loads into LDRD; one group is 1 LDR, 2 SXTB16, 4 LDRD, 8 SMLAD. */
-#define MCC_GEMM_GROUP4(xp, wp)                                                                     \
-    do {                                                                                            \
-        uint32_t xw_, xa_, w0_, w1_;                                                                \
-        __asm__("ldr %[xw], [%[x]], #4\n\t"                                                       \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "sxtb16 %[xa], %[xw]\n\t"                                                         \
-                "sxtb16 %[xw], %[xw], ror #8\n\t"                                                 \
-                "smlad %[a0], %[xa], %[w0], %[a0]\n\t"                                            \
-                "smlad %[a0], %[xw], %[w1], %[a0]\n\t"                                            \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "smlad %[a1], %[xa], %[w0], %[a1]\n\t"                                            \
-                "smlad %[a1], %[xw], %[w1], %[a1]\n\t"                                            \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "smlad %[a2], %[xa], %[w0], %[a2]\n\t"                                            \
-                "smlad %[a2], %[xw], %[w1], %[a2]\n\t"                                            \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                               \
-                "smlad %[a3], %[xa], %[w0], %[a3]\n\t"                                            \
-                "smlad %[a3], %[xw], %[w1], %[a3]"                                                  \
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
-                  [xw] "=&r"(xw_), [xa] "=&r"(xa_), [w0] "=&r"(w0_), [w1] "=&r"(w1_)                \
-                :                                                                                   \
-                : "memory");                                                                        \
-    } while (0)
-#else
+/* Four output channels over one group of four taps of raw bytes at xp; advances xp and wp. */
 #define MCC_GEMM_GROUP4(xp, wp)                                     \
     do {                                                            \
         const uint32_t xw_ = mcc_read32(xp);                        \
@@ -180,6 +172,246 @@ static inline uint64_t mcc_read64(const void *p) {
         MCC_GEMM_MAC(a2, xa_, xb_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP); \
         MCC_GEMM_MAC(a3, xa_, xb_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP); \
         (wp) += 4 * MCC_GEMM_WORDS_PER_GROUP;                       \
+    } while (0)
+
+/* Four output channels over one group of four taps of the int16 column at xp (two words: (x0, x2), (x1, x3));
+   advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW)
+/* One LDRD of the column, then per channel one LDRD of its weights and two SMLAD: 13 instructions, 16 MACs. */
+#define MCC_GEMM_GROUP4_S16(xp, wp)                                                                 \
+    do {                                                                                            \
+        uint32_t xa_, xb_, w0_, w1_;                                                                \
+        __asm__("ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                 \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a0], %[xa], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[xb], %[w1], %[a0]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a1], %[xa], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[xb], %[w1], %[a1]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a2], %[xa], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[xb], %[w1], %[a2]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a3], %[xa], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[xb], %[w1], %[a3]"                                                    \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [xa] "=&r"(xa_), [xb] "=&r"(xb_), [w0] "=&r"(w0_), [w1] "=&r"(w1_)                \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP4_S16(xp, wp)                                 \
+    do {                                                            \
+        const uint32_t xa_ = (xp)[0];                               \
+        const uint32_t xb_ = (xp)[1];                               \
+        (xp) += 2;                                                  \
+        MCC_GEMM_MAC(a0, xa_, xb_, (wp));                           \
+        MCC_GEMM_MAC(a1, xa_, xb_, (wp) + MCC_GEMM_WORDS_PER_GROUP);  \
+        MCC_GEMM_MAC(a2, xa_, xb_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP); \
+        MCC_GEMM_MAC(a3, xa_, xb_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP); \
+        (wp) += 4 * MCC_GEMM_WORDS_PER_GROUP;                       \
+    } while (0)
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* Per channel of a block: one LDM of its four weight words, four SMLAD with the column words in x0..x3. */
+#define MCC_GEMM_LDM_4CH                                                                            \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x2], %[w2], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x3], %[w3], %[a0]\n\t"                                              \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a1], %[x0], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x2], %[w2], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x3], %[w3], %[a1]\n\t"                                              \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a2], %[x0], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x1], %[w1], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x2], %[w2], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x3], %[w3], %[a2]\n\t"                                              \
+                "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"                                        \
+                "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x2], %[w2], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x3], %[w3], %[a3]"
+
+#endif
+
+/* Four output channels over two groups (eight taps) of the int16 column at xp; the weights of a block hold, per
+   pair of groups, each channel's words of the first group then of the second. Advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* One LDM of four column words, then per channel one LDM of its four weight words and four SMLAD: 21 instructions,
+   32 MACs. LDM fills registers in ascending order, so the eight loaded words live in fixed registers (r7, the
+   Thumb frame pointer, is left alone); the accumulators and pointers take the remaining six. */
+#define MCC_GEMM_GROUP8_S16(xp, wp)                                                                 \
+    do {                                                                                            \
+        register uint32_t x0_ __asm__("r8"), x1_ __asm__("r9"), x2_ __asm__("r10"), x3_ __asm__("r11"); \
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12"); \
+        __asm__("ldm %[x]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                        \
+                MCC_GEMM_LDM_4CH                                                                    \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),                   \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)                    \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP8_S16(xp, wp)                                                  \
+    do {                                                                             \
+        const uint32_t x0_ = (xp)[0], x1_ = (xp)[1], x2_ = (xp)[2], x3_ = (xp)[3];     \
+        (xp) += 4;                                                                   \
+        MCC_GEMM_MAC(a0, x0_, x1_, (wp));                                            \
+        MCC_GEMM_MAC(a0, x2_, x3_, (wp) + MCC_GEMM_WORDS_PER_GROUP);                 \
+        MCC_GEMM_MAC(a1, x0_, x1_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a1, x2_, x3_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x0_, x1_, (wp) + 4 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x2_, x3_, (wp) + 5 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x0_, x1_, (wp) + 6 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x2_, x3_, (wp) + 7 * MCC_GEMM_WORDS_PER_GROUP);             \
+        (wp) += 8 * MCC_GEMM_WORDS_PER_GROUP;                                        \
+    } while (0)
+#endif
+
+/* The fast requantization of a layer whose every channel has it (p->rq_fast): rq = {m, h, r} with |acc| < 2^30,
+   ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r), see backends/c/emitters/gemm.py (fast_layer). */
+static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
+    const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
+#if defined(__ARM_FEATURE_DSP)
+    int32_t t;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[1]));
+#else
+    /* h may be negative (a step channel): multiplied, not shifted, into the high word */
+    const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + (int64_t)rq[1] * 4294967296LL + 0x80000000LL) >> 32);
+#endif
+    return (t + (acc2 >> 31)) >> rq[2];
+}
+
+#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
+/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each
+   (volatile: the stores are its only effect). */
+#define MCC_GEMM_RQ_FAST_STORE(acc, off)                                                            \
+    "lsl %[" acc "], %[" acc "], #1\n\t"                                                              \
+    "ldrd %[m], %[h], [%[rq], #" off "*12]\n\t"                                                     \
+    "ldr %[r], [%[rq], #" off "*12+8]\n\t"                                                         \
+    "smmlar %[m], %[" acc "], %[m], %[h]\n\t"                                                       \
+    "add %[m], %[m], %[" acc "], asr #31\n\t"                                                       \
+    "asr %[m], %[m], %[r]\n\t"                                                                      \
+    "add %[m], %[m], %[zp]\n\t"                                                                     \
+    "ssat %[m], #8, %[m]\n\t"                                                                       \
+    "strb %[m], [%[out], #" off "]\n\t"
+static inline void mcc_gemm_store4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
+                                        int32_t zp, int8_t *out) {
+    int32_t m, h, r;
+    __asm__ volatile(MCC_GEMM_RQ_FAST_STORE("a0", "0") MCC_GEMM_RQ_FAST_STORE("a1", "1")
+            MCC_GEMM_RQ_FAST_STORE("a2", "2") MCC_GEMM_RQ_FAST_STORE("a3", "3")
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [m] "=&r"(m), [h] "=&r"(h), [r] "=&r"(r)
+            : [rq] "r"(rq), [zp] "r"(zp), [out] "r"(out)
+            : "memory");
+}
+#else
+static inline void mcc_gemm_store4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
+                                        int32_t zp, int8_t *out) {
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < 4; ++i) {
+        out[i] = (int8_t)mcc_clamp(mcc_gemm_rq_fast(acc[i], rq + 3 * i) + zp, -128, 127);
+    }
+}
+#endif
+
+static inline int8_t mcc_gemm_clamp(mcc_gemm_out q, int32_t v) {
+#if defined(__ARM_FEATURE_DSP)
+    v = __ssat(v, 8);
+    if (!q.full) {
+        v = mcc_clamp(v, q.lo, q.hi);
+    }
+    return (int8_t)v;
+#else
+    return (int8_t)mcc_clamp(v, q.lo, q.hi);
+#endif
+}
+
+/* The requantized outputs of four channels' accumulators, stored to out[0..3]. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void mcc_gemm_store4(const mcc_gemm_params *p, mcc_gemm_out q, int32_t a0, int32_t a1, int32_t a2,
+                                   int32_t a3, const int32_t *r, int8_t *out) {
+    if (p->rq_fast && q.full) {
+        mcc_gemm_store4_fast(a0, a1, a2, a3, r, q.zp, out);
+    } else if (p->rq_fast) {
+        out[0] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, r) + q.zp);
+        out[1] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a1, r + 3) + q.zp);
+        out[2] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a2, r + 6) + q.zp);
+        out[3] = mcc_gemm_clamp(q, mcc_gemm_rq_fast(a3, r + 9) + q.zp);
+    } else {
+        out[0] = mcc_gemm_requant(q, a0, r);
+        out[1] = mcc_gemm_requant(q, a1, r + 3);
+        out[2] = mcc_gemm_requant(q, a2, r + 6);
+        out[3] = mcc_gemm_requant(q, a3, r + 9);
+    }
+}
+
+/* Four output channels over two groups (eight taps) of raw input bytes at xp; advances xp and wp. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* Two LDR and four SXTB16 unpack the eight bytes, then per channel two LDRD of its weights and four SMLAD:
+   30 instructions, 32 MACs, in twelve registers of the compiler's choice. */
+#define MCC_GEMM_GROUP8_S8(xp, wp)                                                                  \
+    do {                                                                                            \
+        uint32_t x0_, x1_, x2_, x3_, w0_, w1_;                                                      \
+        __asm__("ldr %[x1], [%[x]], #4\n\t"                                                         \
+                "ldr %[x3], [%[x]], #4\n\t"                                                         \
+                "sxtb16 %[x0], %[x1]\n\t"                                                           \
+                "sxtb16 %[x1], %[x1], ror #8\n\t"                                                   \
+                "sxtb16 %[x2], %[x3]\n\t"                                                           \
+                "sxtb16 %[x3], %[x3], ror #8\n\t"                                                   \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a0], %[x2], %[w0], %[a0]\n\t"                                              \
+                "smlad %[a0], %[x3], %[w1], %[a0]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a1], %[x0], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a1], %[x2], %[w0], %[a1]\n\t"                                              \
+                "smlad %[a1], %[x3], %[w1], %[a1]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a2], %[x0], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x1], %[w1], %[a2]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a2], %[x2], %[w0], %[a2]\n\t"                                              \
+                "smlad %[a2], %[x3], %[w1], %[a2]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
+                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
+                "smlad %[a3], %[x2], %[w0], %[a3]\n\t"                                              \
+                "smlad %[a3], %[x3], %[w1], %[a3]"                                                  \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
+                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),               \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_)                                                  \
+                :                                                                                   \
+                : "memory");                                                                        \
+    } while (0)
+#else
+#define MCC_GEMM_GROUP8_S8(xp, wp)                                                   \
+    do {                                                                             \
+        const uint32_t v0_ = mcc_read32(xp), v1_ = mcc_read32((xp) + 4);             \
+        const uint32_t x0_ = MCC_SXTB16(v0_), x1_ = MCC_SXTB16_ROR8(v0_);             \
+        const uint32_t x2_ = MCC_SXTB16(v1_), x3_ = MCC_SXTB16_ROR8(v1_);             \
+        (xp) += 8;                                                                   \
+        MCC_GEMM_MAC(a0, x0_, x1_, (wp));                                            \
+        MCC_GEMM_MAC(a0, x2_, x3_, (wp) + MCC_GEMM_WORDS_PER_GROUP);                 \
+        MCC_GEMM_MAC(a1, x0_, x1_, (wp) + 2 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a1, x2_, x3_, (wp) + 3 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x0_, x1_, (wp) + 4 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a2, x2_, x3_, (wp) + 5 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x0_, x1_, (wp) + 6 * MCC_GEMM_WORDS_PER_GROUP);             \
+        MCC_GEMM_MAC(a3, x2_, x3_, (wp) + 7 * MCC_GEMM_WORDS_PER_GROUP);             \
+        (wp) += 8 * MCC_GEMM_WORDS_PER_GROUP;                                        \
     } while (0)
 #endif
 
@@ -196,9 +428,8 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
         int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
         const int8_t *xp = x;
         int32_t g = groups;
-        for (; g >= 2; g -= 2) {
-            MCC_GEMM_GROUP4(xp, wp);
-            MCC_GEMM_GROUP4(xp, wp);
+        for (; g >= 2; g -= 2) { /* a pair of groups: per channel, its words of both (pack_weights) */
+            MCC_GEMM_GROUP8_S8(xp, wp);
         }
         if (g) {
             MCC_GEMM_GROUP4(xp, wp);
@@ -211,11 +442,7 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
             a3 = mcc_add_wrap(a3, xv * wp[3 * tail + t]);
         }
         wp += 4 * tail;
-        const int32_t *r = rq + 3 * c;
-        out[c] = mcc_gemm_requant(q, a0, r);
-        out[c + 1] = mcc_gemm_requant(q, a1, r + 3);
-        out[c + 2] = mcc_gemm_requant(q, a2, r + 6);
-        out[c + 3] = mcc_gemm_requant(q, a3, r + 9);
+        mcc_gemm_store4(p, q, a0, a1, a2, a3, rq + 3 * c, out + c);
     }
     for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time, same pairing */
         int32_t a0 = bias[c];
@@ -230,7 +457,78 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
             a0 = mcc_add_wrap(a0, xp[t] * wp[t]);
         }
         wp += tail;
-        out[c] = mcc_gemm_requant(q, a0, rq + 3 * c);
+        out[c] = p->rq_fast ? mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, rq + 3 * c) + q.zp)
+                            : mcc_gemm_requant(q, a0, rq + 3 * c);
+    }
+}
+
+/* One output pixel from its int16 column x (p->depth / 4 groups of two words), every output channel. */
+MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w,
+                                        const int32_t *bias, const int32_t *rq, int8_t *out) {
+    const int32_t groups = p->depth >> 2;
+    const int32_t out_c = p->out_c;
+    const mcc_gemm_out q = {p->out_zp, p->act_min, p->act_max, p->act_min == -128 && p->act_max == 127};
+    const uint32_t *const x16 = x + 8 * (groups >> 2);
+    const int32_t *wp = w;
+    int32_t c = 0;
+    for (; c + 4 <= out_c; c += 4) {
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        const uint32_t *xp = x;
+        while (xp != x16) { /* four groups at a time */
+            MCC_GEMM_GROUP8_S16(xp, wp);
+            MCC_GEMM_GROUP8_S16(xp, wp);
+        }
+        if (groups & 2) {
+            MCC_GEMM_GROUP8_S16(xp, wp);
+        }
+        if (groups & 1) { /* an odd last group */
+            MCC_GEMM_GROUP4_S16(xp, wp);
+        }
+        mcc_gemm_store4(p, q, a0, a1, a2, a3, rq + 3 * c, out + c);
+    }
+    for (; c < out_c; ++c) { /* the last out_c % 4 channels, one at a time */
+        int32_t a0 = bias[c];
+        const uint32_t *xp = x;
+        for (int32_t g = 0; g < groups; ++g, xp += 2) {
+            MCC_GEMM_MAC(a0, xp[0], xp[1], wp);
+            wp += MCC_GEMM_WORDS_PER_GROUP;
+        }
+        out[c] = p->rq_fast ? mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, rq + 3 * c) + q.zp)
+                            : mcc_gemm_requant(q, a0, rq + 3 * c);
+    }
+}
+
+/* The int16 column of n input bytes at src: per group of four bytes the words (x0, x2), (x1, x3), zeros from n up
+   to depth taps. dst may be src - depth bytes (an int8 column in the upper half of the scratch): each group is
+   read before its eight bytes, which end at or below the next group's, are written. */
+MCC_GEMM_INLINE void mcc_gemm_expand(const int8_t *src, int32_t n, int32_t depth, uint32_t *dst) {
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const uint32_t v0 = mcc_read32(src + k);
+        const uint32_t v1 = mcc_read32(src + k + 4);
+        dst[0] = MCC_SXTB16(v0);
+        dst[1] = MCC_SXTB16_ROR8(v0);
+        dst[2] = MCC_SXTB16(v1);
+        dst[3] = MCC_SXTB16_ROR8(v1);
+        dst += 4;
+    }
+    for (; k < n; k += 4) {
+        uint32_t v = 0; /* little-endian: byte i of the word is tap k + i */
+        if (k + 4 <= n) {
+            v = mcc_read32(src + k);
+        } else {
+            for (int32_t i = 0; i < n - k; ++i) {
+                v |= (uint32_t)(uint8_t)src[k + i] << (8 * i);
+            }
+        }
+        dst[0] = MCC_SXTB16(v);
+        dst[1] = MCC_SXTB16_ROR8(v);
+        dst += 2;
+    }
+    for (; k < depth; k += 4) {
+        dst[0] = 0;
+        dst[1] = 0;
+        dst += 2;
     }
 }
 
@@ -274,23 +572,87 @@ static void mcc_gemm_im2col(const mcc_gemm_params *p, const int8_t *image, int32
     }
 }
 
+/* The int16 column of the window at (iy0, ix0) when a window row is a whole number of groups (k_w * in_c a
+   multiple of four), the input zero point over the padding: a row inside the image is expanded straight from the
+   input, a row hanging over the left or right edge is gathered byte by byte, four taps to a word. */
+static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
+                                uint32_t *col) {
+    const int32_t row_bytes = p->k_w * p->in_c;
+    const int32_t row_taps = row_bytes; /* a multiple of four */
+    const int inside_w = ix0 >= 0 && ix0 + (p->k_w - 1) * p->dil_w < p->in_w && p->dil_w == 1;
+    const uint32_t pad = (uint32_t)(uint8_t)p->pad_value * 0x01010101u;
+    const uint32_t pad_a = MCC_SXTB16(pad), pad_b = MCC_SXTB16_ROR8(pad);
+    uint32_t *d = col;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        if (iy < 0 || iy >= p->in_h) {
+            for (int32_t t = 0; t < row_taps; t += 4, d += 2) {
+                d[0] = pad_a;
+                d[1] = pad_b;
+            }
+            continue;
+        }
+        const int8_t *row = image + (size_t)iy * p->in_w * p->in_c;
+        if (inside_w) { /* the window's row is contiguous in NHWC */
+            mcc_gemm_expand(row + (size_t)ix0 * p->in_c, row_bytes, row_taps, d);
+            d += row_taps >> 1;
+            continue;
+        }
+        uint32_t v = 0;
+        int32_t j = 0;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            const int valid = ix >= 0 && ix < p->in_w;
+            for (int32_t c = 0; c < p->in_c; ++c) {
+                const uint32_t b = valid ? (uint8_t)row[(size_t)ix * p->in_c + c] : (pad & 0xFFu);
+                v |= b << (8 * j);
+                if (++j == 4) {
+                    d[0] = MCC_SXTB16(v);
+                    d[1] = MCC_SXTB16_ROR8(v);
+                    d += 2;
+                    v = 0;
+                    j = 0;
+                }
+            }
+        }
+        if (j) { /* the row's last taps; zeros past them */
+            d[0] = MCC_SXTB16(v);
+            d[1] = MCC_SXTB16_ROR8(v);
+            d += 2;
+        }
+    }
+}
+
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
+    uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                const int8_t *x;
-                if (direct) {
-                    x = image + ((size_t)iy0 * p->in_w + ix0) * p->in_c;
+                if (p->byte_column) { /* raw bytes: the pixel in place, or an int8 im2col column */
+                    const int8_t *x = scratch;
+                    if (direct) {
+                        x = image + ((size_t)iy0 * p->in_w + ix0) * p->in_c;
+                    } else {
+                        mcc_gemm_im2col(p, image, iy0, ix0, scratch);
+                    }
+                    mcc_gemm_pixel(p, x, w, bias, rq, out);
+                } else if (!direct) {
+                    if ((p->k_w * p->in_c) & 3) { /* the int8 column in the upper half, expanded down in place */
+                        mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
+                        mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
+                    } else {
+                        mcc_gemm_im2col_s16(p, image, iy0, ix0, col16);
+                    }
+                    mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
                 } else {
-                    mcc_gemm_im2col(p, image, iy0, ix0, scratch);
-                    x = scratch;
+                    mcc_gemm_expand(image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, p->in_c, p->depth, col16);
+                    mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
                 }
-                mcc_gemm_pixel(p, x, w, bias, rq, out);
                 out += p->out_c;
             }
         }

@@ -101,6 +101,8 @@ typedef struct {
     int32_t depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
     int32_t pad_value;    /* the input zero point: the raw value of a tap over the padding */
     int32_t out_zp, act_min, act_max;
+    int32_t rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c) */
+    int32_t byte_column;  /* 1: multiply raw input bytes (an int8 im2col column) instead of an int16 column */
 } mcc_gemm_params;
 
 /* nn.conv2d with one group, or nn.fully_connected (in_h = 1, in_w = rows, 1x1 window). w: the packed weights of

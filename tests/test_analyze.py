@@ -69,8 +69,8 @@ def test_layer_table_counts_each_weight_once():
     used = {v.producer for op in graph.ops for v in op.operands
             if v.producer is not None and v.producer.kind == "const"}
     assert sum(r.weight_bytes for r in rows) == sum(c.result.type.nbytes for c in used) <= weight_bytes(graph)
-    for r in rows:  # scratch: the int8 conv kernels' im2col column when the window has >1 tap (GEMM kernel: int8
-        op = graph.ops[r.index]  # bytes rounded up to 4; general kernel: int16 values)
+    for r in rows:  # scratch: the GEMM conv kernel's int16 column (taps rounded up to 4), the general int8 conv
+        op = graph.ops[r.index]  # kernel's int16 im2col column when the window has >1 tap
         assert r.op == op.kind != "const"
         want = 0
         if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):  # one H x W input channel
@@ -78,7 +78,9 @@ def test_layer_table_counts_each_weight_once():
         if op.kind == "nn.conv2d" and op.operands[0].type.dtype.value == "i8":
             _, kh, kw, cg = op.operands[1].type.shape
             if gemm_conv(op):
-                want = 0 if gemm_conv_direct(op) else (kh * kw * cg + 3) // 4 * 4
+                want = 2 * ((kh * kw * cg + 3) // 4 * 4)
+                if op.attrs.get("byte_column"):  # raw bytes: a 1x1 pixel in place, else an int8 column
+                    want = 0 if gemm_conv_direct(op) else want // 2
             else:
                 want = 2 * kh * kw * cg if kh * kw > 1 else 0
         assert r.scratch_bytes == want

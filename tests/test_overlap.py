@@ -19,7 +19,7 @@ from backends.c.emitters.compute import depthwise_fast_variant
 from compiler.ir import DType, Graph, Op, QuantParams, TensorType, Value, const
 from compiler.memory import ALIGNMENT, buffer_roots, plan_memory
 from compiler.opdef import attr
-from compiler.ops.conv import depthwise_in_place, gemm_conv, gemm_conv_direct
+from compiler.ops.conv import depthwise_in_place, gemm_byte_column, gemm_conv, gemm_conv_direct
 from compiler.overlap import overlap_distance
 from compiler.verifier import verify
 from tests.backend.harness import assert_c_matches_interpreter
@@ -89,21 +89,20 @@ def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
                         write(((b * oh + oy) * ow + ox) * oc + ch)
             return last_read, written
         if op.kind == "nn.conv2d" and gemm_conv(op):
-            # runtime_c/mcc_gemm.c, per output pixel: direct (1x1) reads the pixel's channels again for each block
-            # of four output channels (then one by one) and writes the block; im2col copies the window's taps
-            # first, then writes every channel
-            direct = gemm_conv_direct(op)
+            # runtime_c/mcc_gemm.c, per output pixel: the window's taps are read into the column first, then every
+            # output channel is written; with byte_column a 1x1 window's pixel is read in place, again for each
+            # block of four output channels (then one by one), each block written before the next read
+            inplace = gemm_byte_column(op) and gemm_conv_direct(op)
             blocks = [range(c, c + 4) for c in range(0, oc // 4 * 4, 4)] + [range(c, c + 1)
                                                                               for c in range(oc // 4 * 4, oc)]
             for b, oy, ox in itertools.product(range(n), range(oh), range(ow)):
                 taps = [(oy * sh - pt + ky * dh, ox * sw - pl + kx * dw) for ky in range(kh) for kx in range(kw)]
                 pix = [((b * ih + iy) * iw + ix) * ic for iy, ix in taps if 0 <= iy < ih and 0 <= ix < iw]
                 out0 = ((b * oh + oy) * ow + ox) * oc
-                for blk in (blocks if direct else [range(oc)]):
-                    if direct or blk.start == 0:
-                        for base in pix:
-                            for ch in range(ic):
-                                read(base + ch)
+                for blk in (blocks if inplace else [range(oc)]):
+                    for base in pix:
+                        for ch in range(ic):
+                            read(base + ch)
                     for c in blk:
                         write(out0 + c)
             return last_read, written

@@ -18,9 +18,10 @@ Q = "scale=0.1, zp=0"
 
 
 def chain(x_at: str = "", e_at: str = "", r_at: str = "", arena: str = "") -> str:
+    """A 1x1 conv on its int8 input bytes (``byte_column``: the GEMM kernel reads the pixel in place, no scratch)."""
     return f"""graph @chain(%x: tensor<1x4x4x2xi8, {Q}>{x_at}){arena} {{
   %w = const() {{value = dense<[1, 2, 3, 4, 5, 6, 7, 8]>}} : tensor<4x1x1x2xi8, scale=0.01, zp=0>
-  %e = nn.conv2d(%x, %w) : tensor<1x4x4x4xi8, {Q}>{e_at}
+  %e = nn.conv2d(%x, %w) {{byte_column = true}} : tensor<1x4x4x4xi8, {Q}>{e_at}
   %r = nn.relu(%e) : tensor<1x4x4x4xi8, {Q}>{r_at}
   return %r
 }}

@@ -203,25 +203,36 @@ def gemm_conv_direct(op: Op) -> bool:
             and (y.shape[2] - 1) * sw < x.shape[2])
 
 
+def gemm_byte_column(op: Op) -> bool:
+    """True when the GEMM kernel multiplies this conv's raw input bytes (its ``byte_column`` attribute, set by
+    ``plan-memory`` where the int16 column would raise the peak): no int16 column, so less scratch, but slower."""
+    return bool(op.attrs.get("byte_column", False))
+
+
 def gemm_conv_depth(op: Op) -> int:
-    """Weights per output channel as the GEMM kernel lays them out: ``C_in`` when direct, else the im2col column's
-    ``k_h * k_w * C_in`` rounded up to a multiple of 4 (zero weights over the padding)."""
+    """Weights per output channel as the GEMM kernel lays them out: the window's ``k_h * k_w * C_in`` taps rounded
+    up to a multiple of 4 (zero weights past the last tap); ``C_in`` itself for a pixel read in place as bytes
+    (``byte_column``, direct: the kernel must not read past the pixel)."""
     w = op.operands[1].type
     k = w.shape[1] * w.shape[2] * w.shape[3]
-    return k if gemm_conv_direct(op) else (k + 3) // 4 * 4
+    return k if gemm_byte_column(op) and gemm_conv_direct(op) else (k + 3) // 4 * 4
 
 
 def conv_scratch_bytes(op: Op) -> int:
     """Scratch of the int8 conv kernels, mirroring their ``*_scratch_bytes`` functions in C. The GEMM kernel
-    (``mcc_conv_gemm_s8_scratch_bytes`` in ``runtime_c/mcc_gemm.c``): none when it reads pixels in place, else an
-    int8 im2col column of :func:`gemm_conv_depth` bytes. The general kernel (``mcc_conv2d_s8_scratch_bytes`` in
-    ``runtime_c/mcc_conv2d.c``): one int16 column of ``k_h * k_w * C_in / groups`` values when the window has more
-    than one tap."""
+    (``mcc_conv_gemm_s8_scratch_bytes`` in ``runtime_c/mcc_gemm.c``): the int16 column of :func:`gemm_conv_depth`
+    values every output pixel is expanded into (a window whose rows are not whole groups of four taps is first
+    gathered as an int8 column into its upper half); with ``byte_column`` (:func:`gemm_byte_column`) none for a
+    pixel read in place, else an int8 im2col column of :func:`gemm_conv_depth` bytes. The general kernel
+    (``mcc_conv2d_s8_scratch_bytes`` in ``runtime_c/mcc_conv2d.c``): one int16 column of ``k_h * k_w * C_in /
+    groups`` values when the window has more than one tap."""
     x, w = op.operands[0].type, op.operands[1].type
     if x.dtype is not DType.INT8:
         return 0
     if gemm_conv(op):
-        return 0 if gemm_conv_direct(op) else gemm_conv_depth(op)
+        if gemm_byte_column(op):
+            return 0 if gemm_conv_direct(op) else gemm_conv_depth(op)
+        return 2 * gemm_conv_depth(op)
     if w.shape[1] * w.shape[2] == 1:
         return 0
     return w.shape[1] * w.shape[2] * w.shape[3] * 2
@@ -231,7 +242,9 @@ CONV2D = register_op(OpDef(
     name="nn.conv2d",
     summary="2-D convolution, NHWC input, OHWI weights, optional bias, optional fused clamp",
     operands=("input", "weight", "bias?"),
-    attrs=(*WINDOW_ATTRS, AttrSpec("groups", AttrKind.INT, 1, "channel groups"), *ACT_ATTRS),
+    attrs=(*WINDOW_ATTRS, AttrSpec("groups", AttrKind.INT, 1, "channel groups"), *ACT_ATTRS,
+           AttrSpec("byte_column", AttrKind.BOOL, False, "the GEMM kernel reads int8 input bytes instead of an int16 "
+                    "column (less scratch, slower; set by plan-memory where that lowers the peak)")),
     infer=_conv_infer, verify=_conv_verify, macs=_conv_macs, reference=_conv_ref, overlap=window_access,
     scratch=conv_scratch_bytes,
 ))

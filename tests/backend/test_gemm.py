@@ -64,3 +64,127 @@ def test_extreme_requantization_matches_the_interpreter(tmp_path, kind):
     g.outputs = [y]
     verify(g)
     assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
+
+
+@pytest.mark.parametrize("k, ci, co, act", [(1, 6, 10, None), (1, 16, 8, (0.0, 6.0)), (3, 3, 8, None),
+                                            (2, 5, 7, (-1.0, 2.5))])
+def test_fast_requantization_layers_match_the_interpreter(tmp_path, k, ci, co, act):
+    """Layers whose every channel takes the fast requantization (rq_fast = 1 in the C params), with ordinary
+    scales, a clamp narrower than int8 or not, input depths that are no multiple of 4 and C_out tails."""
+    from backends.c.emitters.gemm import fold_bias
+    from compiler.ops.conv import requant_multipliers
+
+    rng = np.random.default_rng(k * 100 + ci)
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    g = Graph("g")
+    x = g.add_input(_t8((1, 6, 5, ci), 0.05, 3), "x")
+    w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+              TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    b = const(g, rng.integers(-5000, 5000, co).astype(np.int32),
+              TensorType((co,), DType.INT32, QuantParams(tuple(0.05 * s for s in scales), tuple([0] * co), 0)))
+    attrs: dict = {"pads": (k // 2, k // 2, (k - 1) // 2, (k - 1) // 2)}
+    if act is not None:  # a fused clamp narrower than int8: [-4 + 0/0.1, -4 + 6/0.1] and [-14, 21]
+        attrs.update(act_min=act[0], act_max=act[1])
+    y = g.create("nn.conv2d", [x, w, b], [_t8((1, 6, 5, co), 0.1, -4)], attrs, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    w2d = np.asarray(conv.operands[1].const_value).reshape(co, -1).astype(np.int64)
+    mult, shift = requant_multipliers(conv)
+    rows = requant_table(mult, shift, fold_bias(np.asarray(conv.operands[2].const_value), w2d, -3), w2d)
+    assert np.all(rows[2::3] > 0)  # the whole layer takes the fast path
+    assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
+
+
+@pytest.mark.parametrize("k, ci, stride, dil", [(3, 4, 1, 1), (3, 8, 2, 1), (2, 4, 1, 2), (3, 3, 2, 1), (1, 5, 2, 1)])
+def test_window_rows_of_whole_groups_match_the_interpreter(tmp_path, k, ci, stride, dil):
+    """The int16 im2col: window rows of k_w * C_in taps a multiple of four are expanded straight from the input
+    (rows over the padding hold the input zero point, rows over the left or right edge gathered tap by tap); other
+    windows go through an int8 column expanded in place. Strides, dilations and padding on every side."""
+    rng = np.random.default_rng(k * 10 + ci)
+    co = 6
+    g = Graph("g")
+    x = g.add_input(_t8((1, 7, 6, ci), 0.05, -7), "x")
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+              TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    pads = (1, 1, 1, 1) if k > 1 else (0, 0, 0, 0)
+    eff = (k - 1) * dil + 1
+    oh, ow = (7 + pads[0] + pads[2] - eff) // stride + 1, (6 + pads[1] + pads[3] - eff) // stride + 1
+    y = g.create("nn.conv2d", [x, w], [_t8((1, oh, ow, co), 0.1, 2)],
+                 {"pads": pads, "strides": (stride, stride), "dilations": (dil, dil)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_byte_column_convs_match_the_interpreter(tmp_path, k):
+    """``byte_column`` convs multiply raw input bytes (a 1x1 pixel in place, else an int8 im2col column); an input
+    depth that is no multiple of 4, so the pixel read in place ends in tail taps."""
+    rng = np.random.default_rng(k)
+    co, ci = 10, 10
+    g = Graph("g")
+    x = g.add_input(_t8((1, 5, 6, ci), 0.05, 9), "x")
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+              TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    p = k // 2
+    y = g.create("nn.conv2d", [x, w], [_t8((1, 5, 6, co), 0.1, -1)], {"pads": (p, p, p, p), "byte_column": True},
+                 ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+def test_plan_memory_takes_the_byte_column_where_the_int16_column_raises_the_peak():
+    """A 3x3 conv at the peak: its int16 column (2 x 144 B) would raise the arena; the int8 one (144 B) does not."""
+    from compiler.memory import plan_choosing_in_place, plan_memory
+
+    rng = np.random.default_rng(0)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 8, 8, 16), 0.05, 0), "x")
+    w = const(g, rng.integers(-127, 128, (16, 3, 3, 16)).astype(np.int8),
+              TensorType((16, 3, 3, 16), DType.INT8, QuantParams.per_tensor(0.01, 0)))
+    y = g.create("nn.conv2d", [x, w], [_t8((1, 8, 8, 16), 0.1, 0)], {"pads": (1, 1, 1, 1)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    wide = plan_memory(g).arena_bytes
+    chosen = plan_choosing_in_place(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    assert conv.attrs.get("byte_column") is True
+    assert chosen.arena_bytes == wide - 144 == plan_memory(g).arena_bytes
+
+
+def test_near_dead_channels_become_exact_steps(tmp_path):
+    """Channels with a huge bias and a tiny scale (accumulators near 2^30, right shifts of 25+, as in MLPerf VWW) are
+    encoded as steps ``{0, c + 1, 0}`` with the threshold moved into the bias, so the layer keeps the fast path; one
+    of them has a negative ``c + 1``. Sanitized C equals the interpreter."""
+    from backends.c.emitters.gemm import fast_layer, fold_bias
+    from compiler.ops.conv import requant_multipliers
+
+    rng = np.random.default_rng(5)
+    co, ci = 8, 16
+    scales = [0.01] * co
+    scales[2] = scales[5] = 3e-8  # tiny: multiplier * 2^-r far below one output step per unit of accumulator
+    g = Graph("g")
+    x = g.add_input(_t8((1, 4, 4, ci), 0.05, 1), "x")
+    w = const(g, rng.integers(-127, 128, (co, 1, 1, ci)).astype(np.int8),
+              TensorType((co, 1, 1, ci), DType.INT8, QuantParams(tuple(scales), tuple([0] * co), 0)))
+    bias = rng.integers(-3000, 3000, co).astype(np.int32)
+    bias[2], bias[5] = 1_073_700_000, -1_073_700_000
+    b = const(g, bias, TensorType((co,), DType.INT32, QuantParams(tuple(0.05 * s for s in scales), tuple([0] * co),
+                                                                    0)))
+    y = g.create("nn.conv2d", [x, w, b], [_t8((1, 4, 4, co), 0.02, 3)], {}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    w2d = np.asarray(conv.operands[1].const_value).reshape(co, -1).astype(np.int64)
+    mult, shift = requant_multipliers(conv)
+    folded = fold_bias(bias, w2d, -1)
+    assert np.all(requant_table(mult, shift, folded, w2d).reshape(-1, 3)[[2, 5], 2] < 0)  # not fast on their own
+    fast = fast_layer(mult, shift, folded, w2d)
+    assert fast is not None
+    rows = fast[0].reshape(-1, 3)
+    assert rows[2, 0] == rows[5, 0] == 0 and rows[2, 2] == rows[5, 2] == 0 and min(rows[2, 1], rows[5, 1]) < 0
+    assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)

@@ -122,8 +122,8 @@ def c_gemm_scratch(tmp_path_factory):
     (d / "main.c").write_text(
         '#include <stdio.h>\n#include "mcc_kernels.h"\n'
         "int main(void) {\n    mcc_gemm_params p = {0};\n"
-        '    while (scanf("%d %d %d %d %d %d %d %d %d %d %d", &p.k_h, &p.k_w, &p.in_c, &p.in_h, &p.in_w, &p.out_h,\n'
-        "                 &p.out_w, &p.stride_h, &p.stride_w, &p.pad_top, &p.pad_left) == 11) {\n"
+        '    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d", &p.k_h, &p.k_w, &p.in_c, &p.in_h, &p.in_w, &p.out_h,\n'
+        "                 &p.out_w, &p.stride_h, &p.stride_w, &p.pad_top, &p.pad_left, &p.byte_column) == 12) {\n"
         '        printf("%zu\\n", mcc_conv_gemm_s8_scratch_bytes(&p));\n    }\n    return 0;\n}\n')
     exe = d / "scratch"
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME}", str(d / "main.c"),
@@ -138,9 +138,10 @@ def c_gemm_scratch(tmp_path_factory):
 
 @settings(max_examples=25, deadline=None)
 @given(kh=st.integers(1, 4), kw=st.integers(1, 4), c=st.integers(1, 9), s=st.integers(1, 3),
-       pads=st.tuples(*[st.integers(0, 2)] * 4))
-def test_python_scratch_formula_equals_the_gemm_kernels(c_gemm_scratch, kh, kw, c, s, pads):
-    """groups == 1 and symmetric weights: the GEMM kernel (direct 1x1 or an int8 im2col column)."""
+       pads=st.tuples(*[st.integers(0, 2)] * 4), byte_column=st.booleans())
+def test_python_scratch_formula_equals_the_gemm_kernels(c_gemm_scratch, kh, kw, c, s, pads, byte_column):
+    """groups == 1 and symmetric weights: the GEMM kernel (an int16 column; with byte_column, direct 1x1 or an
+    int8 im2col column)."""
     pads = tuple(min(p, k - 1) if p else 0 for p, k in zip(pads, (kh, kw, kh, kw), strict=True))
     g = Graph("conv")
     x = g.add_input(t8((1, 7, 6, c)), "x")
@@ -150,4 +151,6 @@ def test_python_scratch_formula_equals_the_gemm_kernels(c_gemm_scratch, kh, kw, 
     g.outputs = [y]
     verify(g)
     (conv,) = [op for op in g.ops if op.kind == "nn.conv2d"]
-    assert scratch_bytes(conv) == c_gemm_scratch((kh, kw, c, 7, 6, oh, ow, s, s, pads[0], pads[1]))
+    if byte_column:
+        conv.attrs["byte_column"] = True
+    assert scratch_bytes(conv) == c_gemm_scratch((kh, kw, c, 7, 6, oh, ow, s, s, pads[0], pads[1], int(byte_column)))

@@ -6,8 +6,8 @@ Everything the kernel would otherwise do per inference is done here, once per la
   ``(k, k+2), (k+1, k+3)`` in 16-bit halves (the order SXTB16 unpacks input bytes in), or kept as bytes for the
   narrow layout a size-first build compiles instead (:func:`pack_weights`);
 - the input offset is folded into the bias: ``bias + in_offset * sum_k w`` (int32, wrapping like the kernel);
-- per output channel, the requantization variant: when its accumulators are provably below 2^30 in magnitude and
-  its shift is a right shift, the kernel uses SMMLAR on the doubled accumulator (:func:`requant_table`).
+- the requantization: for a layer whose every channel has an exact SMMLAR form, rows ``{m, h, r}`` and
+  ``rq_fast = 1`` (:func:`fast_layer`); else per output channel the cheapest exact variant (:func:`requant_table`).
 """
 
 from __future__ import annotations
@@ -30,15 +30,20 @@ def _words(blocks: np.ndarray, tail: np.ndarray, narrow: bool) -> np.ndarray:
     else:
         u = b & 0xFFFF
         words = np.stack([u[..., 0] | (u[..., 2] << 16), u[..., 1] | (u[..., 3] << 16)], axis=-1)  # [B, G, nb, 2]
-    words = words.reshape(b.shape[0], words[0].size if b.shape[0] else 0)
+    nblk, g, nb, per = b.shape[0], b.shape[1], b.shape[2], 1 if narrow else 2
+    words = words.reshape(nblk, g, nb, per)
+    pairs = words[:, :g // 2 * 2].reshape(nblk, g // 2, 2, nb, per).transpose(0, 1, 3, 2, 4)  # per pair of groups,
+    last = words[:, g // 2 * 2:]  # channel by channel; then an odd last group
+    words = np.concatenate([pairs.reshape(nblk, -1), last.reshape(nblk, -1)], axis=1)
     t = (tail.astype(np.int64) & 0xFFFFFFFF).reshape(tail.shape[0], tail[0].size if tail.shape[0] else 0)
     return np.concatenate([words, t], axis=1)
 
 
 def pack_weights(w: np.ndarray, depth: int, narrow: bool) -> np.ndarray:
     """Weights [C_out, K] (zero point removed) as the kernel reads them, int32 words: blocks of four output
-    channels, then the last ``C_out % 4`` one by one; in each block, per group of four taps, every channel's
-    words (two 16-bit pairs, or four bytes when ``narrow``), then the ``depth % 4`` tail taps, one word each."""
+    channels, then the last ``C_out % 4`` one by one; in each block, per pair of groups of four taps, every
+    channel's words of the first group then of the second (two 16-bit pairs per group, or four bytes when
+    ``narrow``), then an odd last group channel by channel, then the ``depth % 4`` tail taps, one word each."""
     co, k = w.shape
     full = np.zeros((co, depth), dtype=np.int64)
     full[:, :k] = w
@@ -81,6 +86,49 @@ def requant_table(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.n
     return np.stack([m, r, np.where(right, -half, half)], axis=1).astype(np.int32).reshape(-1)
 
 
+def fast_layer(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Requantization rows ``{m, h, r}`` and bias for a layer whose every channel the kernel requantizes with the
+    fast formula ``((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r) + zp`` (``rq_fast = 1``), or None when some
+    channel has no exact encoding. Every accumulator of a channel lies in ``[bias - D, bias + D]`` with
+    ``D = 128 * sum_k |w|``.
+
+    A channel :func:`requant_table` makes fast keeps its row and bias. Any other channel whose accumulators cannot
+    wrap and whose result, MultiplyByQuantizedMultiplier of the accumulator, takes at most two consecutive values
+    ``c`` and ``c + 1`` over that range (a near-dead channel: a large bias, a tiny scale) becomes a step: the
+    smallest accumulator ``T`` giving the larger value (the range's low end when the result is constant) moves
+    into the bias, ``bias - T``, and the row ``{0, c + 1, 0}`` gives ``c + 1`` when ``acc - T >= 0`` and ``c``
+    below; ``|bias - T| + D`` must stay below 2^30 for the doubling."""
+    from compiler.quant import multiply_by_quantized_multiplier
+
+    rows = requant_table(mult, shift, bias, w).reshape(-1, 3).astype(np.int64)
+    new_bias = bias.astype(np.int64).copy()
+    d = 128 * np.abs(w.astype(np.int64)).sum(axis=1)
+    for c in np.nonzero(rows[:, 2] <= 0)[0]:
+        b = int(bias[c])
+        lo, hi = b - int(d[c]), b + int(d[c])
+        if lo < -(1 << 31) or hi >= (1 << 31) or 2 * int(d[c]) >= (1 << 30):
+            return None
+
+        def value(a: int, c: int = int(c)) -> int:
+            return int(multiply_by_quantized_multiplier(a, int(mult[c]), int(shift[c])))
+
+        v_lo, v_hi = value(lo), value(hi)
+        if v_hi == v_lo:
+            t = lo
+        elif v_hi == v_lo + 1:  # the result is non-decreasing in the accumulator: bisect for the step
+            a, z = lo, hi  # value(a) == v_lo, value(z) == v_hi
+            while z - a > 1:
+                mid = (a + z) // 2
+                a, z = (mid, z) if value(mid) == v_lo else (a, mid)
+            t = z
+        else:
+            return None
+        new_bias[c] = b - t
+        rows[c] = (0, 0, v_hi)
+    return rows[:, [0, 2, 1]].astype(np.int32).reshape(-1), new_bias.astype(np.int32)
+
+
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
               geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str) -> None:
     """One ``mcc_conv_gemm_s8`` call for ``op`` with weights ``w2d`` [C_out, K] (zero point removed)."""
@@ -93,9 +141,12 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     folded = fold_bias(bias, w2d, in_offset)
     mult, shift = requant_multipliers(op)
-    rq = requant_table(mult, shift, folded, w2d)
+    # fully connected layers and byte_column convs multiply raw input bytes, other convs an int16 column
+    byte_column = op.kind == "nn.fully_connected" or bool(op.attrs.get("byte_column", False))
+    fast = fast_layer(mult, shift, folded, w2d)
+    rq, folded = (requant_table(mult, shift, folded, w2d), folded) if fast is None else fast
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
-                        act_min=act[0], act_max=act[1])
+                        act_min=act[0], act_max=act[1], rq_fast=int(fast is not None), byte_column=int(byte_column))
     wsym = ctx.weight(weight, pack_weights(w2d, depth, narrow=False), (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
                                   ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
