@@ -101,8 +101,8 @@ def _search_parser(sub: Any) -> None:
     s.add_argument("--latency", type=float, metavar="INSTRUCTIONS",
                    help="optional budget on the estimated instructions per inference (nas.cost.LatencyModel)")
     s.add_argument("--flash-margin", type=float, default=0.15, metavar="FRACTION",
-                   help="share of --flash the search keeps free for the trained network's extra requantization "
-                        "tables (default 0.15; SRAM needs none: it is exact)")
+                   help="share of --flash the search keeps free for what the trained network's calibrated "
+                        "quantization may add (default 0.15; SRAM needs none: it is exact)")
     s.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=3, metavar="LEVEL",
                    help="mcc optimisation level for costing and compiling (default 3)")
     s.add_argument("--patches", type=int, metavar="P", help="as mcc's --patches (1: per-layer)")
