@@ -198,6 +198,103 @@ static void mcc_planar_channel_dilated(const mcc_conv_params *p, const int8_t *p
     }
 }
 
+/* 3x3, stride 1, every output in pairs: three zero-padded copies of the window's rows on the stack (a ring: one
+   new row per output row), so no output is a border case. A padded tap holds the input zero point, whose
+   contribution the folded offset cancels, so every output uses base = bias + offset * (sum of the nine weights).
+   Rows are MCC_PLANAR_ROW bytes (pad_left + W + 4 of them used, and up to out_w + 3 read): wider rows take
+   mcc_planar_channel. */
+#define MCC_PLANAR_ROW 68
+/* Row iy of the plane into a ring row whose padding already holds the zero point: words copied (the row's bytes
+   from pad_left on), then the padding the last word overran restored; a row outside the plane is all zero point. */
+static inline void mcc_planar_fill_row(const int8_t *plane, int32_t iy, int32_t H, int32_t W, int32_t pad_left,
+                                       uint32_t zp4, int8_t *row) {
+    int8_t *dst = row + pad_left;
+    if (iy < 0 || iy >= H) {
+        for (int32_t i = 0; i < W; i += 4) {
+            memcpy(dst + i, &zp4, 4);
+        }
+    } else {
+        const int8_t *src = plane + iy * W;
+        int32_t i = 0;
+        for (; i + 4 <= W; i += 4) {
+            uint32_t v;
+            memcpy(&v, src + i, 4);
+            memcpy(dst + i, &v, 4);
+        }
+        for (; i < W; ++i) {
+            dst[i] = src[i];
+        }
+    }
+    memcpy(dst + W, &zp4, 4);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline void mcc_planar_channel_k3_rows(const mcc_conv_params *p, const int8_t *plane, const int32_t *wk,
+                                              int32_t bias, const int32_t *rq, int8_t *out, int32_t c,
+                                              const int FAST) {
+    const int32_t C = p->in_c;
+    const mcc_planar_q q = {p->out_zp, p->act_min, p->act_max};
+    int8_t rows[3][MCC_PLANAR_ROW];
+    uint32_t wsum = 0;
+    for (int32_t i = 0; i < 9; ++i) {
+        wsum += (uint32_t)wk[i];
+    }
+    const uint32_t base = (uint32_t)bias + (uint32_t)p->in_offset * wsum;
+#if defined(__ARM_FEATURE_DSP)
+    int32_t w02[3], w1[3];
+    for (int32_t ky = 0; ky < 3; ++ky) {
+        w02[ky] = (int32_t)(((uint32_t)wk[ky * 3] & 0xFFFFu) | ((uint32_t)wk[ky * 3 + 2] << 16));
+        w1[ky] = wk[ky * 3 + 1];
+    }
+#endif
+    const int32_t H = p->in_h, W = p->in_w, pl = p->pad_left, OW = p->out_w, OH = p->out_h, pt = p->pad_top;
+    const uint32_t zp4 = ((uint32_t)(-p->in_offset) & 0xFFu) * 0x01010101u;
+    const int32_t rqc[3] = {rq[0], rq[1], rq[2]}; /* in registers: the byte stores below could alias rq */
+    for (int32_t i = 0; i < 3 * MCC_PLANAR_ROW; i += 4) {
+        memcpy(&rows[0][0] + i, &zp4, 4);
+    }
+    int8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+    mcc_planar_fill_row(plane, -pt, H, W, pl, zp4, r0);
+    mcc_planar_fill_row(plane, 1 - pt, H, W, pl, zp4, r1);
+    for (int32_t oy = 0; oy < OH; ++oy) {
+        mcc_planar_fill_row(plane, oy + 2 - pt, H, W, pl, zp4, r2);
+        int8_t *o = out + (size_t)oy * OW * C + c;
+        for (int32_t ox = 0; ox < OW; ox += 2, o += 2 * C) {
+            uint32_t a0 = base, a1 = base;
+            const int8_t *rr[3] = {r0 + ox, r1 + ox, r2 + ox};
+            for (int32_t ky = 0; ky < 3; ++ky) {
+                uint32_t v;
+                memcpy(&v, rr[ky], 4);
+#if defined(__ARM_FEATURE_DSP)
+                int32_t xo;
+                const int32_t xe = (int32_t)__sxtb16(v);
+                __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
+                a0 = (uint32_t)__smlad(xe, w02[ky], (int32_t)a0);
+                a1 = (uint32_t)__smlad(xo, w02[ky], (int32_t)a1);
+                a0 = (uint32_t)__smlabb(xo, w1[ky], (int32_t)a0);
+                a1 = (uint32_t)__smlatb(xe, w1[ky], (int32_t)a1);
+#else
+                const int32_t x0 = (int8_t)(uint8_t)v, x1 = (int8_t)(uint8_t)(v >> 8);
+                const int32_t x2 = (int8_t)(uint8_t)(v >> 16), x3 = (int8_t)(uint8_t)(v >> 24);
+                const int32_t *w = wk + ky * 3;
+                a0 += (uint32_t)(x0 * w[0]) + (uint32_t)(x1 * w[1]) + (uint32_t)(x2 * w[2]);
+                a1 += (uint32_t)(x1 * w[0]) + (uint32_t)(x2 * w[1]) + (uint32_t)(x3 * w[2]);
+#endif
+            }
+            o[0] = mcc_planar_out(&q, (int32_t)a0, rqc, FAST);
+            if (ox + 1 < OW) {
+                o[C] = mcc_planar_out(&q, (int32_t)a1, rqc, FAST);
+            }
+        }
+        int8_t *t = r0;
+        r0 = r1;
+        r1 = r2;
+        r2 = t;
+    }
+}
+
 /* One out-of-line instance per specialised (window, stride, requantization kind): the constants then reach the
    loops (a call that passes FAST through a runtime flag would fold the two instances into one). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -213,6 +310,10 @@ typedef void (*mcc_planar_fn)(const mcc_conv_params *, const int8_t *, const int
                                                                    const int32_t *rq, int8_t *out, int32_t c) {  \
         mcc_planar_channel(p, plane, wk, bias, rq, out, c, K, S, FAST);                                          \
     }
+static MCC_PLANAR_NOINLINE void mcc_planar_k3s1_rows(const mcc_conv_params *p, const int8_t *plane, const int32_t *wk,
+                                                     int32_t bias, const int32_t *rq, int8_t *out, int32_t c) {
+    mcc_planar_channel_k3_rows(p, plane, wk, bias, rq, out, c, 1);
+}
 MCC_PLANAR_INSTANCE(3, 1, 0)
 MCC_PLANAR_INSTANCE(3, 1, 1)
 #if !defined(__OPTIMIZE_SIZE__)
@@ -255,7 +356,8 @@ void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, 
         const int fast = rqc[2] > 0;
         mcc_planar_fn fn = NULL;
         if (k == 3 && s == 1) {
-            fn = fast ? mcc_planar_k3s1_1 : mcc_planar_k3s1_0;
+            const int rows = p->pad_left + p->in_w + 4 <= MCC_PLANAR_ROW && p->out_w + 4 <= MCC_PLANAR_ROW;
+            fn = !fast ? mcc_planar_k3s1_0 : rows ? mcc_planar_k3s1_rows : mcc_planar_k3s1_1;
         }
 #if !defined(__OPTIMIZE_SIZE__)
         if (fast && k == 5 && s == 1) {
