@@ -213,7 +213,7 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
 }
 
 /* A border pixel: its window clipped to rows [ky0, ky1) and columns [kx0, kx1). At speed-first builds, windows
-   clipped by at most one row or column on each side (a 3x3 window with padding 1, the common case) take one of
+   clipped by at most one row or column on each side of a 3x3 window (padding 1, the common case) take one of
    sixteen instances with the bounds compile-time constants (unrolled like the interior); any other the loops (and
    so does the _any variant, which only rare layers need). */
 #define MCC_DW_CLIP(T, B, L, R)                                                                                    \
@@ -224,7 +224,7 @@ MCC_DW_INLINE void mcc_dw_border_body(const mcc_conv_params *p, const int8_t *in
                                  const int32_t *bias, const int32_t *rq, int8_t *o, const int KH, const int KW,
                                  int ky0, int ky1, int kx0, int kx1, const int FAST) {
 #if !defined(__OPTIMIZE_SIZE__)
-    if (FAST && ky0 <= 1 && ky1 >= KH - 1 && kx0 <= 1 && kx1 >= KW - 1 && KH > 1 && KW > 1) {
+    if (FAST && KH == 3 && KW == 3 && ky0 <= 1 && ky1 >= 2 && kx0 <= 1 && kx1 >= 2) {
         switch (ky0 | (ky1 == KH) << 1 | kx0 << 2 | (kx1 == KW) << 3) {
             MCC_DW_CLIP(0, 0, 0, 0) MCC_DW_CLIP(1, 0, 0, 0) MCC_DW_CLIP(0, 1, 0, 0) MCC_DW_CLIP(1, 1, 0, 0)
             MCC_DW_CLIP(0, 0, 1, 0) MCC_DW_CLIP(1, 0, 1, 0) MCC_DW_CLIP(0, 1, 1, 0) MCC_DW_CLIP(1, 1, 1, 0)

@@ -98,20 +98,21 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     rq = depthwise_requant(op, wnp, bias_np, -xzp)
     if not np.all(rq.reshape(-1, 3)[:, 2] > 0):
         variant += "_any"
-    # one packed copy of the weights (and requantization) per layer, shared by the patch stage's tiles
-    cache: dict[tuple[int, str], str] = ctx.__dict__.setdefault("_dw_symbols", {})
-    if (id(w), "w") not in cache:
-        cache[id(w), "w"] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
-                                       (NARROW, depthwise_fast_weights(wnp, narrow=True)))
+    # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
+    cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
+    wkey = ("w", wnp.shape, wnp.tobytes())
+    if wkey not in cache:
+        cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
+                                 (NARROW, depthwise_fast_weights(wnp, narrow=True)))
     bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
     if variant.endswith("_any"):
         rq_sym = ctx.table("requant", rq)
     else:  # every rounding half is 2^(shift-1): a size-first build keeps {multiplier, shift} only
-        key = (id(w), rq.tobytes().hex())
-        if key not in cache:
-            cache[key] = ctx.weight(w, rq, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
-        rq_sym = cache[key]
-    ctx.call(variant, [params, ctx.cact(x), cache[id(w), "w"], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
+        rkey = ("rq", rq.shape, rq.tobytes())
+        if rkey not in cache:
+            cache[rkey] = ctx.weight(w, rq, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
+        rq_sym = cache[rkey]
+    ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 
 
 DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
