@@ -22,13 +22,42 @@ extern "C" {
 void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                              const int32_t *mult, const int32_t *shift, int8_t *out);
 
+/* Requantization from a table of three words per channel {multiplier, shift, rounding half} (the depthwise
+   kernels; the table and its per-channel proof come from backends/c/emitters/gemm.py requant_table): TFLite's
+   MultiplyByQuantizedMultiplier bit for bit. Half > 0 (FAST: always): the shift is a right shift r >= 1, half is
+   2^(r-1) and |acc| < 2^30, so SMMLAR on the doubled accumulator is gemmlowp's rounding doubling high multiply
+   plus the half, a sign fix and an arithmetic shift finish the rounding divide. Half < 0: right shift r, both
+   roundings in one 64-bit sum. Half 0: the generic form with shift rq[1]. */
+static inline int32_t mcc_dw_requant_rq(int32_t acc, const int32_t *rq, const int FAST) {
+    const int32_t h = rq[2];
+    if (FAST || h > 0) {
+        const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
+#if defined(__ARM_FEATURE_DSP)
+        int32_t t;
+        __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(h));
+#else
+        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)h << 32) + 0x80000000LL) >> 32);
+#endif
+        return (t + (acc2 >> 31)) >> rq[1]; /* t = srdhm(acc, m) + 2^(r-1); acc's sign stands for srdhm's */
+    }
+    if (h < 0) {
+        int64_t t = (int64_t)acc * rq[0] + (1LL << 30);
+        t += (int64_t)((uint32_t)(-h) - (t < 0 ? 1u : 0u)) << 31;
+        return (int32_t)(t >> 32) >> (rq[1] - 1);
+    }
+    return mcc_mbqm(acc, rq[0], rq[1]);
+}
+
 /* Specialised nn.depthwise_conv2d for depth multiplier 1, dilation 1, weight zero point 0 and a K x K window with
-   stride S (K in 3, 5, 7; S in 1, 2): the window unrolled inside the input, the border apart, four channels per
-   step. wq holds the weights expanded to int16 in the kernel's own order (mcc_depthwise.c); bias must not be NULL. */
+   stride S (K in 3, 5, 7; S in 1, 2): the window unrolled inside the input, two pixels at a time, the border apart,
+   four channels per step. wq holds the weights packed as int32 words in the kernel's own order (mcc_depthwise.c),
+   rq three requantization words per channel (multiplier, shift, rounding half); bias must not be NULL. The plain
+   variant requires every channel's fast requantization (rounding half > 0), the _any variant takes any. */
 #define MCC_DW_DECLARE(K, S)                                                                                      \
-    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int16_t *wq,       \
-                                            const int32_t *bias, const int32_t *mult, const int32_t *shift,       \
-                                            int8_t *out);
+    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int32_t *wq,       \
+                                            const int32_t *bias, const int32_t *rq, int8_t *out);                 \
+    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_conv_params *p, const int8_t *in, const int32_t *wq, \
+                                                  const int32_t *bias, const int32_t *rq, int8_t *out);
 MCC_DW_DECLARE(3, 1)
 MCC_DW_DECLARE(3, 2)
 MCC_DW_DECLARE(5, 1)

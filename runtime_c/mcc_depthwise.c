@@ -38,20 +38,30 @@ void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const i
 
 /* ---- specialised depthwise convolution: depth multiplier 1, no dilation, symmetric weights -------------------- *
  *
- * One function per (window, stride) the emitter picks (mcc_depthwise_conv2d_s8_k<K>s<S>), all instances of
- * mcc_dw_fast below with KH, KW, SH and SW compile-time constants. The output is walked in raster order, one
- * pixel with all its channels at a time (the planner's overlap contract, compiler/overlap.py): per pixel, four
- * channels at a time (four consecutive NHWC bytes read as one word per tap, four accumulators in registers), then
- * the channels beyond the last multiple of four one by one. A pixel whose window lies inside the input runs the
- * window fully unrolled with no bounds checks; a border pixel runs the same code over the valid part of its window
- * (the padded taps contribute nothing, exactly as TFLite's). The input offset is added to each input value
- * (SXTAB16 adds it for free on Armv7E-M), so the bias stays TFLite's own and every pixel is exact.
+ * One function per (window, stride, requantization) the emitter picks (mcc_depthwise_conv2d_s8_k<K>s<S>[_any]),
+ * all instances of mcc_dw_fast below with KH, KW, SH, SW and the requantization kind compile-time constants. The
+ * output is walked in raster order (the planner's overlap contract, compiler/overlap.py). A pixel whose window lies
+ * inside the input runs the window fully unrolled with no bounds checks, two horizontally adjacent pixels at a
+ * time: per block of four channels both pixels' accumulators stay in registers, every input word of the two
+ * windows is loaded and unpacked once (for stride 1 the two windows share KW - 1 of their KW + 1 columns), every
+ * weight word once; then both pixels' four results are written (the block offset cancels in the overlap bound,
+ * so the pair honours the same contract as single pixels). A border pixel runs the same code over the valid part
+ * of its window (the padded taps contribute nothing, exactly as TFLite's). The channels beyond the last multiple
+ * of four follow each block loop one by one. The input offset is added to each input value (SXTAB16 adds it for
+ * free on Armv7E-M), so the bias stays TFLite's own and every pixel is exact.
  *
- * Weights arrive pre-expanded to int16 by the emitter (backends/c/emitters/compute.py, depthwise_fast_weights):
- * for each block of four channels c..c+3 and each tap t (row-major over the window), the four values
- * w[t][c], w[t][c+2], w[t][c+1], w[t][c+3] (the lane order of SXTB16's even/odd split); then, for the C mod 4
- * remaining channels, [tap][channel] in natural order. Requantization is TFLite's MultiplyByQuantizedMultiplier,
- * bit for bit, in a form with one 64-bit multiply (mcc_dw_requant). */
+ * Weights arrive as int32 words packed by the emitter (backends/c/emitters/compute.py, depthwise_fast_weights):
+ * for each block of four channels c..c+3 and each tap t (row-major over the window), either two words holding the
+ * 16-bit pairs (w[t][c], w[t][c+2]) and (w[t][c+1], w[t][c+3]) (the lanes of SXTB16's even/odd split), or, under
+ * MCC_GEMM_NARROW (size-first builds), one word with the four bytes w[t][c..c+3], unpacked by SXTB16; then, for the
+ * C mod 4 remaining channels, one word per [tap][channel].
+ *
+ * Requantization (rq: three words per channel, backends/c/emitters/gemm.py requant_table; two in a size-first
+ * build's plain variant, MCC_DW_RQ_WORDS) is TFLite's
+ * MultiplyByQuantizedMultiplier bit for bit. The emitter proves per channel when the cheap form is exact
+ * (|accumulator| < 2^30 and a right shift r: SMMLAR on the doubled accumulator, a sign fix, an arithmetic shift);
+ * a layer where every channel qualifies gets the variant without the per-channel test, any other the _any variant
+ * with the exact general forms. */
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #endif
@@ -63,80 +73,204 @@ void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const i
 #define MCC_DW_INLINE static inline
 #endif
 
-/* TFLite's MultiplyByQuantizedMultiplier for a multiplier in [0, 2^31): SaturatingRoundingDoublingHighMul cannot
-   saturate (that needs both factors INT32_MIN), and its round-half-away-from-zero division of the 64-bit product
-   by 2^31 equals floor((ab + 2^30) / 2^31), one add and an arithmetic shift. */
-MCC_DW_INLINE int32_t mcc_dw_requant(int32_t acc, int32_t mult, int32_t shift) {
-    const int left = shift > 0 ? (int)shift : 0;
-    const int right = shift > 0 ? 0 : (int)-shift;
-    const int32_t x = (int32_t)((uint32_t)acc << left);
-    const int32_t hi = (int32_t)(((int64_t)x * mult + ((int64_t)1 << 30)) >> 31);
-    return mcc_rdbpot(hi, right);
+#if defined(MCC_GEMM_NARROW)
+#define MCC_DW_TAP_WORDS 1
+#else
+#define MCC_DW_TAP_WORDS 2
+#endif
+
+static inline uint32_t mcc_dw_read32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v); /* one (unaligned) LDR on Armv7-M */
+    return v;
 }
 
-MCC_DW_INLINE int8_t mcc_dw_out(const mcc_conv_params *p, int32_t acc, int32_t mult, int32_t shift) {
-    return (int8_t)mcc_clamp(mcc_dw_requant(acc, mult, shift) + p->out_zp, p->act_min, p->act_max);
+/* The output clamp (zero point, activation range), read once per call: a byte store could alias the params. */
+typedef struct {
+    int32_t zp, lo, hi;
+} mcc_dw_q;
+
+/* Words per channel of the requantization table: a size-first build's table for the plain variant leaves out the
+   rounding half, 2^(shift - 1) (every channel has one there), and recomputes it. */
+#if defined(MCC_GEMM_NARROW)
+#define MCC_DW_RQ_WORDS(FAST) ((FAST) ? 2 : 3)
+#else
+#define MCC_DW_RQ_WORDS(FAST) 3
+#endif
+
+MCC_DW_INLINE int8_t mcc_dw_out(const mcc_dw_q *p, int32_t acc, const int32_t *rq, const int FAST, const int FULL) {
+#if defined(MCC_GEMM_NARROW)
+    const int32_t full[3] = {rq[0], rq[1], FAST ? (int32_t)(1u << (rq[1] - 1)) : rq[2]};
+    int32_t v = mcc_dw_requant_rq(acc, full, FAST) + p->zp;
+#else
+    int32_t v = mcc_dw_requant_rq(acc, rq, FAST) + p->zp;
+#endif
+#if defined(__ARM_FEATURE_DSP)
+    v = __ssat(v, 8);
+    if (!FULL) {
+        v = mcc_clamp(v, p->lo, p->hi);
+    }
+#else
+    (void)FULL;
+    v = mcc_clamp(v, p->lo, p->hi);
+#endif
+    return (int8_t)v;
+}
+
+/* Four accumulators of a block += its input word x (four channels) times the tap's weights at wt. */
+MCC_DW_INLINE void mcc_dw_mac4(int32_t *a, uint32_t x, const int32_t *wt, int32_t off2, int32_t off) {
+#if defined(__ARM_FEATURE_DSP)
+    /* one asm block per tap: the unpacked words live only inside it, so the compiler cannot hoist all taps' unpacked
+       values ahead of the multiplies (which spills them all to the stack) */
+    (void)off;
+    int32_t xe, xo;
+#if defined(MCC_GEMM_NARROW)
+    int32_t we, wo;
+    __asm__("sxtab16 %[xe], %[o2], %[x]\n\t"
+            "sxtab16 %[xo], %[o2], %[x], ror #8\n\t"
+            "sxtb16 %[we], %[w]\n\t"
+            "sxtb16 %[wo], %[w], ror #8\n\t"
+            "smlabb %[a0], %[xe], %[we], %[a0]\n\t"
+            "smlatt %[a2], %[xe], %[we], %[a2]\n\t"
+            "smlabb %[a1], %[xo], %[wo], %[a1]\n\t"
+            "smlatt %[a3], %[xo], %[wo], %[a3]"
+            : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [xe] "=&r"(xe), [xo] "=&r"(xo),
+              [we] "=&r"(we), [wo] "=&r"(wo)
+            : [x] "r"(x), [o2] "r"(off2), [w] "r"(wt[0]));
+#else
+    __asm__("sxtab16 %[xe], %[o2], %[x]\n\t"
+            "sxtab16 %[xo], %[o2], %[x], ror #8\n\t"
+            "smlabb %[a0], %[xe], %[w0], %[a0]\n\t"
+            "smlatt %[a2], %[xe], %[w0], %[a2]\n\t"
+            "smlabb %[a1], %[xo], %[w1], %[a1]\n\t"
+            "smlatt %[a3], %[xo], %[w1], %[a3]"
+            : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [xe] "=&r"(xe), [xo] "=&r"(xo)
+            : [x] "r"(x), [o2] "r"(off2), [w0] "r"(wt[0]), [w1] "r"(wt[1]));
+#endif
+#else
+    (void)off2;
+    int32_t w0, w1, w2, w3;
+#if defined(MCC_GEMM_NARROW)
+    w0 = (int8_t)(uint8_t)((uint32_t)wt[0]);
+    w1 = (int8_t)(uint8_t)((uint32_t)wt[0] >> 8);
+    w2 = (int8_t)(uint8_t)((uint32_t)wt[0] >> 16);
+    w3 = (int8_t)(uint8_t)((uint32_t)wt[0] >> 24);
+#else
+    w0 = (int16_t)(uint16_t)((uint32_t)wt[0]);
+    w2 = (int16_t)(uint16_t)((uint32_t)wt[0] >> 16);
+    w1 = (int16_t)(uint16_t)((uint32_t)wt[1]);
+    w3 = (int16_t)(uint16_t)((uint32_t)wt[1] >> 16);
+#endif
+    a[0] = mcc_add_wrap(a[0], ((int8_t)(uint8_t)x + off) * w0);
+    a[1] = mcc_add_wrap(a[1], ((int8_t)(uint8_t)(x >> 8) + off) * w1);
+    a[2] = mcc_add_wrap(a[2], ((int8_t)(uint8_t)(x >> 16) + off) * w2);
+    a[3] = mcc_add_wrap(a[3], ((int8_t)(uint8_t)(x >> 24) + off) * w3);
+#endif
+}
+
+MCC_DW_INLINE int32_t mcc_dw_off2(const mcc_conv_params *p) {
+    return (int32_t)(((uint32_t)p->in_offset & 0xFFFFu) * 0x10001u);
 }
 
 /* One output pixel over taps [ky0, ky1) x [kx0, kx1) of its window; `at` is the input index of the window's
    top-left tap (it may lie in the padding: only valid taps are read). */
-MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int32_t at, const int16_t *wq,
-                                const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *o,
-                                const int KH, const int KW, int ky0, int ky1, int kx0, int kx1) {
+MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int32_t at, const int32_t *wq,
+                                const int32_t *bias, const int32_t *rq, int8_t *o, const int KH, const int KW,
+                                int ky0, int ky1, int kx0, int kx1, const int FAST, const int FULL) {
+    const mcc_dw_q q = {p->out_zp, p->act_min, p->act_max};
     const int32_t ch = p->in_c;
     const int32_t row = p->in_w * ch;
     const int32_t blocks = ch >> 2;
     const int taps = KH * KW;
-#if defined(__ARM_FEATURE_DSP)
-    const int32_t off2 = (int32_t)(((uint32_t)p->in_offset & 0xFFFFu) * 0x10001u);
-#endif
-    const int16_t *wb = wq;
-    for (int32_t b = 0; b < blocks; ++b, wb += taps * 4) {
+    const int32_t off2 = mcc_dw_off2(p), off = p->in_offset;
+    const int32_t *wb = wq;
+    for (int32_t b = 0; b < blocks; ++b, wb += taps * MCC_DW_TAP_WORDS) {
         const int32_t c = b * 4;
         const int8_t *src = in + at + c;
-        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        int32_t a[4] = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
         for (int ky = ky0; ky < ky1; ++ky) {
             for (int kx = kx0; kx < kx1; ++kx) {
-                const int8_t *px = src + ky * row + kx * ch;
-                const int16_t *wt = wb + (ky * KW + kx) * 4;
-#if defined(__ARM_FEATURE_DSP)
-                uint32_t xv, w02, w13;
-                int32_t xo;
-                memcpy(&xv, px, 4);
-                memcpy(&w02, wt, 4);
-                memcpy(&w13, wt + 2, 4);
-                const int32_t xe = (int32_t)__sxtab16((uint32_t)off2, xv); /* x0 + off, x2 + off */
-                __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(xo) : "r"(off2), "r"(xv)); /* x1 + off, x3 + off */
-                a0 = __smlabb(xe, (int32_t)w02, a0);
-                a2 = __smlatt(xe, (int32_t)w02, a2);
-                a1 = __smlabb(xo, (int32_t)w13, a1);
-                a3 = __smlatt(xo, (int32_t)w13, a3);
-#else
-                const int32_t off = p->in_offset;
-                a0 = mcc_add_wrap(a0, (px[0] + off) * wt[0]);
-                a1 = mcc_add_wrap(a1, (px[1] + off) * wt[2]);
-                a2 = mcc_add_wrap(a2, (px[2] + off) * wt[1]);
-                a3 = mcc_add_wrap(a3, (px[3] + off) * wt[3]);
-#endif
+                mcc_dw_mac4(a, mcc_dw_read32(src + ky * row + kx * ch), wb + (ky * KW + kx) * MCC_DW_TAP_WORDS,
+                            off2, off);
             }
         }
-        o[c] = mcc_dw_out(p, a0, mult[c], shift[c]);
-        o[c + 1] = mcc_dw_out(p, a1, mult[c + 1], shift[c + 1]);
-        o[c + 2] = mcc_dw_out(p, a2, mult[c + 2], shift[c + 2]);
-        o[c + 3] = mcc_dw_out(p, a3, mult[c + 3], shift[c + 3]);
+        for (int j = 0; j < 4; ++j) {
+            o[c + j] = mcc_dw_out(&q, a[j], rq + MCC_DW_RQ_WORDS(FAST) * (c + j), FAST, FULL);
+        }
     }
     const int32_t rem = ch - blocks * 4;
     for (int32_t c = blocks * 4; c < ch; ++c) {
-        const int16_t *wt = wq + (size_t)blocks * 4 * taps + (c - blocks * 4);
+        const int32_t *wt = wq + (size_t)blocks * MCC_DW_TAP_WORDS * taps + (c - blocks * 4);
         int32_t acc = bias[c];
         for (int ky = ky0; ky < ky1; ++ky) {
             for (int kx = kx0; kx < kx1; ++kx) {
                 const int32_t x = in[at + ky * row + kx * ch + c];
-                acc = mcc_add_wrap(acc, (x + p->in_offset) * wt[(ky * KW + kx) * rem]);
+                acc = mcc_add_wrap(acc, (x + off) * wt[(ky * KW + kx) * rem]);
             }
         }
-        o[c] = mcc_dw_out(p, acc, mult[c], shift[c]);
+        o[c] = mcc_dw_out(&q, acc, rq + MCC_DW_RQ_WORDS(FAST) * c, FAST, FULL);
     }
+}
+
+/* A border pixel: its window clipped to rows [ky0, ky1) and columns [kx0, kx1). At speed-first builds, windows
+   clipped by at most one row or column on each side of a 3x3 window (padding 1, the common case) take one of
+   sixteen instances with the bounds compile-time constants (unrolled like the interior); any other the loops (and
+   so does the _any variant, which only rare layers need). */
+#define MCC_DW_CLIP(T, B, L, R)                                                                                    \
+    case (T) | (B) << 1 | (L) << 2 | (R) << 3:                                                                     \
+        mcc_dw_pixel(p, in, at, wq, bias, rq, o, KH, KW, T, KH - 1 + (B), L, KW - 1 + (R), FAST, 0);              \
+        return;
+MCC_DW_INLINE void mcc_dw_border_body(const mcc_conv_params *p, const int8_t *in, int32_t at, const int32_t *wq,
+                                 const int32_t *bias, const int32_t *rq, int8_t *o, const int KH, const int KW,
+                                 int ky0, int ky1, int kx0, int kx1, const int FAST) {
+#if !defined(__OPTIMIZE_SIZE__)
+    if (FAST && KH == 3 && KW == 3 && ky0 <= 1 && ky1 >= 2 && kx0 <= 1 && kx1 >= 2) {
+        switch (ky0 | (ky1 == KH) << 1 | kx0 << 2 | (kx1 == KW) << 3) {
+            MCC_DW_CLIP(0, 0, 0, 0) MCC_DW_CLIP(1, 0, 0, 0) MCC_DW_CLIP(0, 1, 0, 0) MCC_DW_CLIP(1, 1, 0, 0)
+            MCC_DW_CLIP(0, 0, 1, 0) MCC_DW_CLIP(1, 0, 1, 0) MCC_DW_CLIP(0, 1, 1, 0) MCC_DW_CLIP(1, 1, 1, 0)
+            MCC_DW_CLIP(0, 0, 0, 1) MCC_DW_CLIP(1, 0, 0, 1) MCC_DW_CLIP(0, 1, 0, 1) MCC_DW_CLIP(1, 1, 0, 1)
+            MCC_DW_CLIP(0, 0, 1, 1) MCC_DW_CLIP(1, 0, 1, 1) MCC_DW_CLIP(0, 1, 1, 1) MCC_DW_CLIP(1, 1, 1, 1)
+            default:
+                break;
+        }
+    }
+#endif
+    mcc_dw_pixel(p, in, at, wq, bias, rq, o, KH, KW, ky0, ky1, kx0, kx1, FAST, 0);
+}
+#undef MCC_DW_CLIP
+
+/* One out-of-line instance per window size and requantization kind (border pixels are few: no need to inline). */
+#if defined(__GNUC__) || defined(__clang__)
+#define MCC_DW_NOINLINE __attribute__((noinline))
+#else
+#define MCC_DW_NOINLINE
+#endif
+#define MCC_DW_BORDER(K, FAST)                                                                                     \
+    static MCC_DW_NOINLINE void mcc_dw_border_k##K##_##FAST(const mcc_conv_params *p, const int8_t *in,           \
+                                                            int32_t at, const int32_t *wq, const int32_t *bias,    \
+                                                            const int32_t *rq, int8_t *o, int ky0, int ky1,        \
+                                                            int kx0, int kx1) {                                    \
+        mcc_dw_border_body(p, in, at, wq, bias, rq, o, K, K, ky0, ky1, kx0, kx1, FAST);                            \
+    }
+MCC_DW_BORDER(3, 0)
+MCC_DW_BORDER(3, 1)
+MCC_DW_BORDER(5, 0)
+MCC_DW_BORDER(5, 1)
+MCC_DW_BORDER(7, 0)
+MCC_DW_BORDER(7, 1)
+#undef MCC_DW_BORDER
+
+/* The border instance of a (square) window: the compile-time K and FAST select it, the rest folds away. */
+MCC_DW_INLINE void mcc_dw_border(const mcc_conv_params *p, const int8_t *in, int32_t at, const int32_t *wq,
+                                 const int32_t *bias, const int32_t *rq, int8_t *o, const int KH, const int KW,
+                                 int ky0, int ky1, int kx0, int kx1, const int FAST) {
+    (void)KW;
+    void (*fn)(const mcc_conv_params *, const int8_t *, int32_t, const int32_t *, const int32_t *,
+               const int32_t *, int8_t *, int, int, int, int) =
+        KH == 3 ? (FAST ? mcc_dw_border_k3_1 : mcc_dw_border_k3_0)
+                : KH == 5 ? (FAST ? mcc_dw_border_k5_1 : mcc_dw_border_k5_0)
+                          : (FAST ? mcc_dw_border_k7_1 : mcc_dw_border_k7_0);
+    fn(p, in, at, wq, bias, rq, o, ky0, ky1, kx0, kx1);
 }
 
 MCC_DW_INLINE int mcc_dw_max(int a, int b) { return a > b ? a : b; }
@@ -152,9 +286,9 @@ MCC_DW_INLINE void mcc_dw_interior(int32_t pad, int32_t size, int32_t out, const
     *hi = b < *lo ? *lo : (b < out ? b : out);
 }
 
-MCC_DW_INLINE void mcc_dw_fast(const mcc_conv_params *p, const int8_t *in, const int16_t *wq, const int32_t *bias,
-                               const int32_t *mult, const int32_t *shift, int8_t *out, const int KH, const int KW,
-                               const int SH, const int SW) {
+MCC_DW_INLINE void mcc_dw_fast(const mcc_conv_params *p, const int8_t *in, const int32_t *wq, const int32_t *bias,
+                               const int32_t *rq, int8_t *out, const int KH, const int KW, const int SH,
+                               const int SW, const int FAST, const int FULL) {
     const int32_t ch = p->in_c;
     int32_t lo, hi;
     mcc_dw_interior(p->pad_left, p->in_w, p->out_w, KW, SW, &lo, &hi);
@@ -167,28 +301,43 @@ MCC_DW_INLINE void mcc_dw_fast(const mcc_conv_params *p, const int8_t *in, const
             if (ky0 == 0 && ky1 == KH) { /* the window's rows are all inside: left border, interior, right border */
                 for (; ox < lo; ++ox, out += ch) {
                     const int32_t ix0 = ox * SW - p->pad_left;
-                    mcc_dw_pixel(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, mult, shift, out, KH, KW, 0, KH,
-                                 mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0));
+                    mcc_dw_border(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, rq, out, KH, KW, 0, KH,
+                                  mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST);
                 }
                 for (; ox < hi; ++ox, out += ch) { /* no bounds anywhere: the window is unrolled */
-                    mcc_dw_pixel(p, img, (iy0 * p->in_w + ox * SW - p->pad_left) * ch, wq, bias, mult, shift, out,
-                                 KH, KW, 0, KH, 0, KW);
+                    mcc_dw_pixel(p, img, (iy0 * p->in_w + ox * SW - p->pad_left) * ch, wq, bias, rq, out, KH, KW,
+                                 0, KH, 0, KW, FAST, FULL);
                 }
             }
             for (; ox < p->out_w; ++ox, out += ch) {
                 const int32_t ix0 = ox * SW - p->pad_left;
-                mcc_dw_pixel(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, mult, shift, out, KH, KW, ky0, ky1,
-                             mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0));
+                mcc_dw_border(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, rq, out, KH, KW, ky0, ky1,
+                              mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST);
             }
         }
     }
 }
 
+/* The clamp is the whole int8 range (SSAT alone) or not: two instances at speed-first builds, one at size-first. */
+#if defined(__OPTIMIZE_SIZE__) || !defined(__ARM_FEATURE_DSP)
+#define MCC_DW_CLAMPS(K, S, FAST) mcc_dw_fast(p, in, wq, bias, rq, out, K, K, S, S, FAST, 0)
+#else
+#define MCC_DW_CLAMPS(K, S, FAST)                                                                                  \
+    if (p->act_min == -128 && p->act_max == 127) {                                                                 \
+        mcc_dw_fast(p, in, wq, bias, rq, out, K, K, S, S, FAST, 1);                                                \
+    } else {                                                                                                       \
+        mcc_dw_fast(p, in, wq, bias, rq, out, K, K, S, S, FAST, 0);                                                \
+    }
+#endif
+
 #define MCC_DW_VARIANT(K, S)                                                                                       \
-    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int16_t *wq,        \
-                                            const int32_t *bias, const int32_t *mult, const int32_t *shift,        \
-                                            int8_t *out) {                                                         \
-        mcc_dw_fast(p, in, wq, bias, mult, shift, out, K, K, S, S);                                                \
+    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int32_t *wq,        \
+                                            const int32_t *bias, const int32_t *rq, int8_t *out) {                 \
+        MCC_DW_CLAMPS(K, S, 1);                                                                                    \
+    }                                                                                                              \
+    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_conv_params *p, const int8_t *in, const int32_t *wq,  \
+                                                  const int32_t *bias, const int32_t *rq, int8_t *out) {           \
+        MCC_DW_CLAMPS(K, S, 0);                                                                                    \
     }
 
 MCC_DW_VARIANT(3, 1)

@@ -52,12 +52,18 @@ def _dw_ops(g: Graph) -> list:
 
 
 def test_weight_order():
-    w = np.arange(2 * 2 * 6, dtype=np.int8).reshape(1, 2, 2, 6)  # 4 taps, 6 channels: one block of 4, 2 left
-    got = depthwise_fast_weights(w).tolist()
-    taps = w.reshape(4, 6)
-    block = [int(taps[t, j]) for t in range(4) for j in (0, 2, 1, 3)]
-    rest = [int(taps[t, j]) for t in range(4) for j in (4, 5)]
-    assert got == block + rest
+    w = (np.arange(2 * 2 * 6) - 12).astype(np.int8).reshape(1, 2, 2, 6)  # 4 taps, 6 channels: a block of 4, 2 left
+    taps = w.reshape(4, 6).astype(np.int64)
+
+    def half(a: int, b: int) -> int:  # two int16 lanes in one word, a low
+        return (a & 0xFFFF) | ((b & 0xFFFF) << 16)
+
+    wide = [half(taps[t, i], taps[t, i + 2]) for t in range(4) for i in (0, 1)]
+    narrow = [sum((int(taps[t, j]) & 0xFF) << (8 * j) for j in range(4)) for t in range(4)]
+    rest = [int(taps[t, j]) & 0xFFFFFFFF for t in range(4) for j in (4, 5)]
+    for got, block in ((depthwise_fast_weights(w), wide), (depthwise_fast_weights(w, narrow=True), narrow)):
+        assert got.dtype == np.int32
+        assert got.view(np.uint32).tolist() == block + rest
 
 
 @pytest.mark.parametrize("k, s, mult, dil, wzp, want", [
@@ -127,10 +133,10 @@ def test_generic_fallback_depth_multiplier(tmp_path):
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="QEMU or the Arm toolchain is not installed")
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
-def test_dsp_path_on_emulated_cortex_m(tmp_path, target):
+@pytest.mark.parametrize("target, opt", [("cortex-m4", "O3"), ("cortex-m7", "O3"), ("cortex-m7", "Os")])
+def test_dsp_path_on_emulated_cortex_m(tmp_path, target, opt):
     """The SXTAB16/SMLAxy path (Armv7E-M) equals the interpreter: every variant, odd channel counts, a zero point
-    at the edge of the int8 range."""
+    at the edge of the int8 range; at -Os with the size-first layouts (byte weights, two-word requantization)."""
     pytest.importorskip("elftools")
     from backends.cortexm.emulate import emulate
     from compiler.driver import LoadedModel, compile_graph, split_io
@@ -146,7 +152,8 @@ def test_dsp_path_on_emulated_cortex_m(tmp_path, target):
         b = const(g, rng.integers(-9000, 9000, cc), TensorType((cc,), DType.INT32), f"b{i}")
         p = k // 2
         oh, ow = conv_out_size(hh, k, s, 1, p, p), conv_out_size(ww, k, s, 1, p, p)
-        v = g.create("nn.depthwise_conv2d", [v, wt, b], [q8((1, oh, ow, cc), 0.1, 5)],
+        scale = 0.002 if i == 1 else 0.1  # layer 1: multipliers above 1 for some channels (the _any variant)
+        v = g.create("nn.depthwise_conv2d", [v, wt, b], [q8((1, oh, ow, cc), scale, 5)],
                      {"strides": (s, s), "pads": (p, p, p, p)}, [f"y{i}"]).result
     g.outputs = [v]
     verify(g)
@@ -156,22 +163,27 @@ def test_dsp_path_on_emulated_cortex_m(tmp_path, target):
     out = tmp_path / "c"
     report = compile_graph(g, out, name="dws", target=get_target(target), ins=ins, outs=outs, source="test",
                            opt_level=0, pipeline="")
+    text = (out / "dws.c").read_text()
+    assert "mcc_depthwise_conv2d_s8_k5s1_any(" in text and "mcc_depthwise_conv2d_s8_k3s1(" in text
     x = rng.integers(-128, 128, (3, *g.inputs[0].type.shape)).astype(np.int8)
-    res = emulate(out, report, target, "O3", [x])
+    res = emulate(out, report, target, opt, [x])
     for i in range(3):
         np.testing.assert_array_equal(res.outputs[0][i].reshape(v.type.shape), run(g, [x[i]])[0])
 
 
-@pytest.mark.parametrize("k, s, dil", [(3, 1, 1), (5, 1, 1), (7, 1, 1), (3, 1, 2), (4, 1, 1)])
-def test_in_place_planar_kernel_matches_the_interpreter(tmp_path, k, s, dil):
+@pytest.mark.parametrize("k, s, dil, out_scale", [(3, 1, 1, 0.08), (5, 1, 1, 0.08), (7, 1, 1, 0.08), (3, 1, 2, 0.08),
+                                                 (4, 1, 1, 0.08), (3, 1, 1, 1e-4), (3, 1, 1, 30.0)])
+def test_in_place_planar_kernel_matches_the_interpreter(tmp_path, k, s, dil, out_scale):
     """Small maps with many channels take the in-place channel-by-channel kernel: interior windows on its
-    branch-free path (unrolled for square k 3/5/7), border windows over their valid taps, dilation generic."""
+    branch-free path (pairs of outputs for 3x3, unrolled for square k 3/5/7), border windows over their valid taps,
+    dilation generic; extreme output scales take the general requantization."""
     from compiler.memory import plan_memory
     from compiler.ops.conv import depthwise_in_place
     from compiler.passmanager import PassManager, parse_pipeline
 
     pad = (k - 1) * dil // 2
-    g = dw_graph(9, 7, 96, k, s, (pad, pad, pad, pad + 1), dil=dil, seed=k + s + dil, raster=False)
+    g = dw_graph(9, 7, 96, k, s, (pad, pad, pad, pad + 1), dil=dil, seed=k + s + dil, raster=False,
+                 out_scale=out_scale)
     (op,) = _dw_ops(g)
     PassManager(parse_pipeline("plan-memory")).run(g)  # it picks the in-place kernel: it lowers the arena
     assert depthwise_in_place(op)

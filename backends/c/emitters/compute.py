@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.c.emitters._util import require_int8, weight_offset
-from backends.c.emitters.gemm import emit_gemm
+from backends.c.emitters.gemm import NARROW, emit_gemm, fold_bias, requant_table
 from backends.c.lower import LowerContext, emitter
 from compiler.errors import UnsupportedOpError
 from compiler.ir import DType, Op, Value
@@ -73,19 +73,46 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pt, pad_left=pl, groups=1,
         depth_multiplier=attr(op, "depth_multiplier"), in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp,
         act_min=lo, act_max=hi)
-    mult, shift = _channel_tables(op, ctx)
     if depthwise_in_place(op):  # the plan may give the result exactly the input's bytes
-        ctx.call("mcc_depthwise_conv2d_s8_planar", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
-                                                    ctx.act(y), ctx.scratch("int8_t")], "mcc_depthwise_planar.c")
+        bias_c = op.operands[2].const_value if len(op.operands) > 2 else None
+        if w.const_value is None or (len(op.operands) > 2 and bias_c is None):
+            raise UnsupportedOpError(f"{op.label}: the in-place kernel needs constant weights and bias")
+        w_eff = np.asarray(w.const_value, dtype=np.int64) + weight_offset(op)
+        b_c = np.zeros(oc, np.int32) if bias_c is None else np.asarray(bias_c, dtype=np.int32)
+        rq = depthwise_requant(op, w_eff, b_c, -xzp)
+        ctx.call("mcc_depthwise_conv2d_s8_planar", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx),
+                                                    ctx.table("requant", rq), ctx.act(y), ctx.scratch("int8_t")],
+                 "mcc_depthwise_planar.c")
         return
     variant = depthwise_fast_variant(op)
     if variant is None:
+        mult, shift = _channel_tables(op, ctx)
         ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
                                              ctx.act(y)], "mcc_depthwise.c")
         return
-    wq = ctx.table("dw_weights", depthwise_fast_weights(np.asarray(w.const_value)))  # shared by patch tiles
-    bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", np.zeros(oc, np.int32))
-    ctx.call(variant, [params, ctx.cact(x), wq, bias, mult, shift, ctx.act(y)], "mcc_depthwise.c")
+    wnp = np.asarray(w.const_value)
+    bias_v = op.operands[2].const_value if len(op.operands) > 2 else None
+    if len(op.operands) > 2 and bias_v is None:
+        raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
+    bias_np = np.zeros(oc, np.int32) if bias_v is None else np.asarray(bias_v, dtype=np.int32)
+    rq = depthwise_requant(op, wnp, bias_np, -xzp)
+    if not np.all(rq.reshape(-1, 3)[:, 2] > 0):
+        variant += "_any"
+    # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
+    cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
+    wkey = ("w", wnp.shape, wnp.tobytes())
+    if wkey not in cache:
+        cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
+                                 (NARROW, depthwise_fast_weights(wnp, narrow=True)))
+    bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
+    if variant.endswith("_any"):
+        rq_sym = ctx.table("requant", rq)
+    else:  # every rounding half is 2^(shift-1): a size-first build keeps {multiplier, shift} only
+        rkey = ("rq", rq.shape, rq.tobytes())
+        if rkey not in cache:
+            cache[rkey] = ctx.weight(w, rq, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
+        rq_sym = cache[rkey]
+    ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 
 
 DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
@@ -94,7 +121,8 @@ DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
 
 def depthwise_fast_variant(op: Op) -> str | None:
     """The specialised kernel of a depthwise op, or None when it takes the generic one: depth multiplier 1, no
-    dilation, weight zero point 0, a square window and stride in :data:`DW_FAST`."""
+    dilation, weight zero point 0, a square window and stride in :data:`DW_FAST`. (The emitter appends ``_any``
+    when some channel needs the general requantization, see :func:`depthwise_requant`.)"""
     kh, kw = op.operands[1].type.shape[1:3]
     sh, sw = attr(op, "strides")
     if attr(op, "depth_multiplier") != 1 or tuple(attr(op, "dilations")) != (1, 1) or weight_offset(op) != 0:
@@ -104,14 +132,33 @@ def depthwise_fast_variant(op: Op) -> str | None:
     return f"mcc_depthwise_conv2d_s8_k{kh}s{sh}"
 
 
-def depthwise_fast_weights(w: np.ndarray) -> np.ndarray:
-    """Depthwise weights [1, KH, KW, C] as the specialised kernels read them (``runtime_c/mcc_depthwise.c``), int16:
-    per block of four channels c..c+3 and per tap, ``w[c], w[c+2], w[c+1], w[c+3]``; then [tap][channel] for the
-    ``C mod 4`` channels left."""
-    taps = w.reshape(-1, w.shape[-1]).astype(np.int16)
+def depthwise_requant(op: Op, w: np.ndarray, bias: np.ndarray, in_offset: int) -> np.ndarray:
+    """``{multiplier, shift, rounding half}`` per channel of a depthwise op with weights [1, KH, KW, C] (zero
+    point 0): gemm.py's :func:`~backends.c.emitters.gemm.requant_table` on the channels as rows of taps. Its
+    accumulator bound holds here too: whatever order the kernel sums in (with the offset on each input or folded
+    into the bias), the final accumulator is TFLite's, ``bias + in_offset * sum w + sum x * w`` with int8 ``x``
+    (``w`` with its zero point removed)."""
+    mult, shift = requant_multipliers(op)
+    w2d = w.reshape(-1, w.shape[-1]).T.astype(np.int64)
+    return requant_table(mult, shift, fold_bias(bias, w2d, in_offset), w2d)
+
+
+def depthwise_fast_weights(w: np.ndarray, narrow: bool = False) -> np.ndarray:
+    """Depthwise weights [1, KH, KW, C] as the specialised kernels read them (``runtime_c/mcc_depthwise.c``), int32
+    words: per block of four channels c..c+3 and per tap, the 16-bit pairs ``(w[c], w[c+2])``, ``(w[c+1], w[c+3])``
+    (low half first), or with ``narrow`` one word of the four bytes ``w[c..c+3]``; then one word per [tap][channel]
+    for the ``C mod 4`` channels left."""
+    taps = w.reshape(-1, w.shape[-1]).astype(np.int64)
     blocks = taps.shape[1] // 4
-    full = taps[:, :blocks * 4].reshape(taps.shape[0], blocks, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2)
-    return np.concatenate([full.reshape(-1), taps[:, blocks * 4:].reshape(-1)])
+    full = taps[:, :blocks * 4].reshape(taps.shape[0], blocks, 4).transpose(1, 0, 2)  # [block, tap, 4]
+    if narrow:
+        u = full & 0xFF
+        words = u[..., 0] | (u[..., 1] << 8) | (u[..., 2] << 16) | (u[..., 3] << 24)
+    else:
+        u = full & 0xFFFF
+        words = np.stack([u[..., 0] | (u[..., 2] << 16), u[..., 1] | (u[..., 3] << 16)], axis=-1)
+    out = np.concatenate([words.reshape(-1), taps[:, blocks * 4:].reshape(-1) & 0xFFFFFFFF])
+    return out.astype(np.uint32).view(np.int32)
 
 
 @emitter("nn.fully_connected")
