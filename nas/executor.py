@@ -57,8 +57,12 @@ class LocalExecutor:
             self._pool = None
 
 
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
+
+
 class RayExecutor:
-    """One Ray task per item."""
+    """One Ray task per item (any picklable callable: a Ray task of :func:`_apply`, so builtins work too)."""
 
     def __init__(self) -> None:
         try:
@@ -72,8 +76,8 @@ class RayExecutor:
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """Apply ``fn`` to every item as Ray tasks."""
-        remote = self.ray.remote(fn)
-        return list(self.ray.get([remote.remote(i) for i in items]))
+        remote = self.ray.remote(_apply)
+        return list(self.ray.get([remote.remote(fn, i) for i in items]))
 
     def close(self) -> None:
         """Nothing to release (the Ray runtime stays up for the process)."""

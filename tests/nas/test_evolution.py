@@ -139,3 +139,19 @@ def test_local_executor_maps_in_order_in_processes() -> None:
     assert make_executor("local").map(abs, [-1, 2]) == [1, 2]
     with pytest.raises(MccError, match="unknown executor"):
         make_executor("slurm")
+
+
+def test_ray_executor_maps_in_order() -> None:
+    """With Ray installed (not in CI: an optional extra), candidates go out as Ray tasks and come back in order."""
+    ray = pytest.importorskip("ray")
+    import math
+
+    from nas.executor import make_executor
+
+    ex = make_executor("ray")
+    try:
+        assert ex.map(math.sqrt, [1.0, 4.0, 9.0, 16.0]) == [1.0, 2.0, 3.0, 4.0]
+        assert ray.is_initialized()
+    finally:
+        ex.close()
+        ray.shutdown()

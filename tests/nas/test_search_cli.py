@@ -105,3 +105,20 @@ def test_help_lists_search(capsys: pytest.CaptureFixture[str]) -> None:
         main(["search", "--help"])
     out = capsys.readouterr().out
     assert "--budget" in out and "--executor" in out and "--resume" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (optional; not in CI)")
+def test_search_with_the_ray_executor_equals_local(tmp_path: Path) -> None:
+    """The evolution's fitness evaluations as Ray tasks (a local Ray started by the executor) give the same search
+    as in this process: fitness is deterministic, only where it runs differs."""
+    import ray
+
+    data = _toy(tmp_path / "toy.npz")
+    common = ["search", "--data", str(data), *ARGS, "--sram", "20000", "--flash", "80000", "--no-baseline"]
+    try:
+        assert main([*common, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
+    finally:
+        ray.shutdown()
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    a, b = (json.loads((tmp_path / d / "evolution.json").read_text()) for d in ("ray", "local"))
+    assert a["fitness"] == b["fitness"] and a["fitness"]
