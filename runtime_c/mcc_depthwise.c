@@ -119,7 +119,7 @@ MCC_DW_INLINE int8_t mcc_dw_out(const mcc_dw_q *p, int32_t acc, const int32_t *r
 
 /* Four accumulators of a block += its input word x (four channels) times the tap's weights at wt. */
 MCC_DW_INLINE void mcc_dw_mac4(int32_t *a, uint32_t x, const int32_t *wt, int32_t off2, int32_t off) {
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__) /* at -O0, GCC cannot give the block its eight registers */
     /* one asm block per tap: the unpacked words live only inside it, so the compiler cannot hoist all taps' unpacked
        values ahead of the multiplies (which spills them all to the stack) */
     (void)off;

@@ -133,7 +133,8 @@ def test_generic_fallback_depth_multiplier(tmp_path):
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="QEMU or the Arm toolchain is not installed")
-@pytest.mark.parametrize("target, opt", [("cortex-m4", "O3"), ("cortex-m7", "O3"), ("cortex-m7", "Os")])
+@pytest.mark.parametrize("target, opt", [("cortex-m4", "O3"), ("cortex-m7", "O3"), ("cortex-m7", "Os"),
+                                         ("cortex-m7", "O0")])
 def test_dsp_path_on_emulated_cortex_m(tmp_path, target, opt):
     """The SXTAB16/SMLAxy path (Armv7E-M) equals the interpreter: every variant, odd channel counts, a zero point
     at the edge of the int8 range; at -Os with the size-first layouts (byte weights, two-word requantization)."""
