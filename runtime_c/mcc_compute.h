@@ -23,12 +23,13 @@ void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const i
                              const int32_t *mult, const int32_t *shift, int8_t *out);
 
 /* Requantization from a table of three words per channel {multiplier, shift, rounding half} (the depthwise
-   kernels; the table and its per-channel proof come from backends/c/emitters/gemm.py requant_table): TFLite's
-   MultiplyByQuantizedMultiplier bit for bit. Half > 0 (FAST: always): the shift is a right shift r >= 1, half is
-   2^(r-1) and |acc| < 2^30, so SMMLAR on the doubled accumulator is gemmlowp's rounding doubling high multiply
-   plus the half, a sign fix and an arithmetic shift finish the rounding divide. Half < 0: right shift r, both
-   roundings in one 64-bit sum. Half 0: the generic form with shift rq[1]. */
-static inline int32_t mcc_dw_requant_rq(int32_t acc, const int32_t *rq, const int FAST) {
+   kernels; mcc_gemm.c keeps its own copy, which measured 0.1 % fewer instructions in its block; the table and its
+   per-channel proof come from backends/c/emitters/gemm.py requant_table): TFLite's MultiplyByQuantizedMultiplier
+   bit for bit. Half > 0 (FAST: always): the shift is a right shift r >= 1, half is 2^(r-1) and |acc| < 2^30, so
+   SMMLAR on the doubled accumulator is gemmlowp's rounding doubling high multiply plus the half, a sign fix and an
+   arithmetic shift finish the rounding divide. Half < 0: right shift r, both roundings in one 64-bit sum. Half 0:
+   the generic form with shift rq[1]. */
+static inline int32_t mcc_requant_rq(int32_t acc, const int32_t *rq, const int FAST) {
     const int32_t h = rq[2];
     if (FAST || h > 0) {
         const int32_t acc2 = (int32_t)((uint32_t)acc << 1);

@@ -101,9 +101,9 @@ typedef struct {
 MCC_DW_INLINE int8_t mcc_dw_out(const mcc_dw_q *p, int32_t acc, const int32_t *rq, const int FAST, const int FULL) {
 #if defined(MCC_GEMM_NARROW)
     const int32_t full[3] = {rq[0], rq[1], FAST ? (int32_t)(1u << (rq[1] - 1)) : rq[2]};
-    int32_t v = mcc_dw_requant_rq(acc, full, FAST) + p->zp;
+    int32_t v = mcc_requant_rq(acc, full, FAST) + p->zp;
 #else
-    int32_t v = mcc_dw_requant_rq(acc, rq, FAST) + p->zp;
+    int32_t v = mcc_requant_rq(acc, rq, FAST) + p->zp;
 #endif
 #if defined(__ARM_FEATURE_DSP)
     v = __ssat(v, 8);

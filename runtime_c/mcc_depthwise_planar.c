@@ -15,7 +15,7 @@
  * per-tap loops over the valid taps, exactly as the reference.
  *
  * Requantization: rq holds three words per channel (backends/c/emitters/gemm.py requant_table, shared with
- * mcc_depthwise.c: mcc_dw_requant_rq in mcc_compute.h). */
+ * mcc_depthwise.c: mcc_requant_rq in mcc_compute.h). */
 #include <string.h>
 
 #include "mcc_kernels.h"
@@ -33,7 +33,7 @@ typedef struct {
 } mcc_planar_q;
 
 static inline int8_t mcc_planar_out(const mcc_planar_q *q, int32_t acc, const int32_t *rq, const int FAST) {
-    return (int8_t)mcc_clamp(mcc_dw_requant_rq(acc, rq, FAST) + q->zp, q->lo, q->hi);
+    return (int8_t)mcc_clamp(mcc_requant_rq(acc, rq, FAST) + q->zp, q->lo, q->hi);
 }
 
 /* One output over the valid taps [ky0, ky1) x [kx0, kx1) of its window (top-left tap at plane row iy0, column
@@ -80,6 +80,45 @@ static inline int32_t mcc_planar_border(const mcc_conv_params *p, const int8_t *
     return mcc_planar_clipped(p, plane, wk, bias, iy0, ix0, K);
 }
 
+/* A 3x3 window's weights (offset applied) per row for SMLAD: w02 = w0 | w2 << 16, and w1. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline void mcc_planar_k3_weights(const int32_t *wk, int32_t w02[3], int32_t w1[3]) {
+    for (int32_t ky = 0; ky < 3; ++ky) {
+        w02[ky] = (int32_t)(((uint32_t)wk[ky * 3] & 0xFFFFu) | ((uint32_t)wk[ky * 3 + 2] << 16));
+        w1[ky] = wk[ky * 3 + 1];
+    }
+}
+
+/* Two horizontally adjacent outputs of a 3x3 stride-1 window += one window row: the row's bytes x0..x3 at r (the
+   outputs' windows start at x0 and x1), its weights w (w[0..2]; as w02 and w1 for SMLAD). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline void mcc_planar_pair(uint32_t *a0, uint32_t *a1, const int8_t *r, int32_t w02, int32_t w1,
+                                   const int32_t *w) {
+    uint32_t v;
+    memcpy(&v, r, 4);
+#if defined(__ARM_FEATURE_DSP)
+    (void)w;
+    int32_t xo;
+    const int32_t xe = (int32_t)__sxtb16(v);
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
+    *a0 = (uint32_t)__smlad(xe, w02, (int32_t)*a0);
+    *a1 = (uint32_t)__smlad(xo, w02, (int32_t)*a1);
+    *a0 = (uint32_t)__smlabb(xo, w1, (int32_t)*a0);
+    *a1 = (uint32_t)__smlatb(xe, w1, (int32_t)*a1);
+#else
+    (void)w02;
+    (void)w1;
+    const int32_t x0 = (int8_t)(uint8_t)v, x1 = (int8_t)(uint8_t)(v >> 8);
+    const int32_t x2 = (int8_t)(uint8_t)(v >> 16), x3 = (int8_t)(uint8_t)(v >> 24);
+    *a0 += (uint32_t)(x0 * w[0]) + (uint32_t)(x1 * w[1]) + (uint32_t)(x2 * w[2]);
+    *a1 += (uint32_t)(x1 * w[0]) + (uint32_t)(x2 * w[1]) + (uint32_t)(x3 * w[2]);
+#endif
+}
+
 /* One channel's outputs from its plane; K and S are constants in the specialised calls (and p->k_h, p->stride_h in
    the generic one). wk holds the channel's K*K weights with the weight offset applied. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -97,15 +136,10 @@ static inline void mcc_planar_channel(const mcc_conv_params *p, const int8_t *pl
             wrow[ky] += (uint32_t)wk[ky * K + kx];
         }
     }
-#if defined(__ARM_FEATURE_DSP)
     int32_t w02[3] = {0, 0, 0}, w1[3] = {0, 0, 0};
     if (K == 3) {
-        for (int32_t ky = 0; ky < 3; ++ky) {
-            w02[ky] = (int32_t)(((uint32_t)wk[ky * 3] & 0xFFFFu) | ((uint32_t)wk[ky * 3 + 2] << 16));
-            w1[ky] = wk[ky * 3 + 1];
-        }
+        mcc_planar_k3_weights(wk, w02, w1);
     }
-#endif
     /* the first and one past the last output column whose window lies inside the plane's width */
     int32_t lo = (p->pad_left + S - 1) / S, hi = W + p->pad_left - K >= 0 ? (W + p->pad_left - K) / S + 1 : 0;
     lo = lo < p->out_w ? lo : p->out_w;
@@ -132,23 +166,7 @@ static inline void mcc_planar_channel(const mcc_conv_params *p, const int8_t *pl
                     if (!rows_all && (ky < ky0 || ky >= ky1)) {
                         continue;
                     }
-                    uint32_t v;
-                    memcpy(&v, r, 4);
-#if defined(__ARM_FEATURE_DSP)
-                    int32_t xo;
-                    const int32_t xe = (int32_t)__sxtb16(v);
-                    __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
-                    a0 = (uint32_t)__smlad(xe, w02[ky], (int32_t)a0);
-                    a1 = (uint32_t)__smlad(xo, w02[ky], (int32_t)a1);
-                    a0 = (uint32_t)__smlabb(xo, w1[ky], (int32_t)a0);
-                    a1 = (uint32_t)__smlatb(xe, w1[ky], (int32_t)a1);
-#else
-                    const int32_t x0 = (int8_t)(uint8_t)v, x1 = (int8_t)(uint8_t)(v >> 8);
-                    const int32_t x2 = (int8_t)(uint8_t)(v >> 16), x3 = (int8_t)(uint8_t)(v >> 24);
-                    const int32_t *w = wk + ky * 3;
-                    a0 += (uint32_t)(x0 * w[0]) + (uint32_t)(x1 * w[1]) + (uint32_t)(x2 * w[2]);
-                    a1 += (uint32_t)(x1 * w[0]) + (uint32_t)(x2 * w[1]) + (uint32_t)(x3 * w[2]);
-#endif
+                    mcc_planar_pair(&a0, &a1, r, w02[ky], w1[ky], wk + ky * 3);
                 }
                 o[0] = mcc_planar_out(&q, (int32_t)a0, rq, FAST);
                 o[C] = mcc_planar_out(&q, (int32_t)a1, rq, FAST);
@@ -242,13 +260,8 @@ static inline void mcc_planar_channel_k3_rows(const mcc_conv_params *p, const in
         wsum += (uint32_t)wk[i];
     }
     const uint32_t base = (uint32_t)bias + (uint32_t)p->in_offset * wsum;
-#if defined(__ARM_FEATURE_DSP)
     int32_t w02[3], w1[3];
-    for (int32_t ky = 0; ky < 3; ++ky) {
-        w02[ky] = (int32_t)(((uint32_t)wk[ky * 3] & 0xFFFFu) | ((uint32_t)wk[ky * 3 + 2] << 16));
-        w1[ky] = wk[ky * 3 + 1];
-    }
-#endif
+    mcc_planar_k3_weights(wk, w02, w1);
     const int32_t H = p->in_h, W = p->in_w, pl = p->pad_left, OW = p->out_w, OH = p->out_h, pt = p->pad_top;
     const uint32_t zp4 = ((uint32_t)(-p->in_offset) & 0xFFu) * 0x01010101u;
     const int32_t rqc[3] = {rq[0], rq[1], rq[2]}; /* in registers: the byte stores below could alias rq */
@@ -265,23 +278,7 @@ static inline void mcc_planar_channel_k3_rows(const mcc_conv_params *p, const in
             uint32_t a0 = base, a1 = base;
             const int8_t *rr[3] = {r0 + ox, r1 + ox, r2 + ox};
             for (int32_t ky = 0; ky < 3; ++ky) {
-                uint32_t v;
-                memcpy(&v, rr[ky], 4);
-#if defined(__ARM_FEATURE_DSP)
-                int32_t xo;
-                const int32_t xe = (int32_t)__sxtb16(v);
-                __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
-                a0 = (uint32_t)__smlad(xe, w02[ky], (int32_t)a0);
-                a1 = (uint32_t)__smlad(xo, w02[ky], (int32_t)a1);
-                a0 = (uint32_t)__smlabb(xo, w1[ky], (int32_t)a0);
-                a1 = (uint32_t)__smlatb(xe, w1[ky], (int32_t)a1);
-#else
-                const int32_t x0 = (int8_t)(uint8_t)v, x1 = (int8_t)(uint8_t)(v >> 8);
-                const int32_t x2 = (int8_t)(uint8_t)(v >> 16), x3 = (int8_t)(uint8_t)(v >> 24);
-                const int32_t *w = wk + ky * 3;
-                a0 += (uint32_t)(x0 * w[0]) + (uint32_t)(x1 * w[1]) + (uint32_t)(x2 * w[2]);
-                a1 += (uint32_t)(x1 * w[0]) + (uint32_t)(x2 * w[1]) + (uint32_t)(x3 * w[2]);
-#endif
+                mcc_planar_pair(&a0, &a1, rr[ky], w02[ky], w1[ky], wk + ky * 3);
             }
             o[0] = mcc_planar_out(&q, (int32_t)a0, rqc, FAST);
             if (ox + 1 < OW) {

@@ -78,7 +78,7 @@ void mcc_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const int8_t *w, 
 size_t mcc_conv2d_s8_scratch_bytes(const mcc_conv_params *p);
 
 /* nn.depthwise_conv2d in place, one channel at a time (batch 1, depth multiplier 1): out may be in. plane:
-   mcc_depthwise_planar_scratch_bytes(p) bytes. rq: three requantization words per channel (mcc_dw_requant_rq). */
+   mcc_depthwise_planar_scratch_bytes(p) bytes. rq: three requantization words per channel (mcc_requant_rq). */
 void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                                     const int32_t *rq, int8_t *out, int8_t *plane);
 size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);

@@ -60,13 +60,10 @@ def test_cli_errors_are_one_line(argv: list[str], message: str, capsys: pytest.C
     assert code != 0 and message in err and len(err.splitlines()) == 1 and err.startswith("mcc-nas: error:")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
-def test_onnx_export_compiles_and_cost_of_the_file_is_exact(tmp_path: Path) -> None:
-    """An exported ONNX file: cost(file, calibration) equals mcc's report; the directly built IR has the same peak
-    SRAM and MACs (flash may differ slightly: shared requantization tables depend on the calibrated scales)."""
+def _compiled_cost_equals_report(arch, tmp_path: Path):
+    """Export ``arch`` to ONNX, compile it at -O2 with calibration data, check cost(file) equals its report."""
     from nas.torch_model import export_onnx
 
-    arch = replace(TINY.at(16, 0.25), hswish=(False,)).sample(random.Random(11))
     onnx_path = export_onnx(arch, tmp_path / "net.onnx")
     cal = tmp_path / "cal.npy"
     np.save(cal, np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32))
@@ -74,6 +71,15 @@ def test_onnx_export_compiles_and_cost_of_the_file_is_exact(tmp_path: Path) -> N
     c = cost(onnx_path, opt_level=2, calibration=str(cal))
     assert (c.peak_sram_bytes, c.flash_bytes, c.macs) == (report["peak_sram_bytes"], report["flash_bytes"],
                                                            report["macs"])
+    return c
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
+def test_onnx_export_compiles_and_cost_of_the_file_is_exact(tmp_path: Path) -> None:
+    """An exported ONNX file: cost(file, calibration) equals mcc's report; the directly built IR has the same peak
+    SRAM and MACs (flash may differ slightly: shared requantization tables depend on the calibrated scales)."""
+    arch = replace(TINY.at(16, 0.25), hswish=(False,)).sample(random.Random(11))
+    c = _compiled_cost_equals_report(arch, tmp_path)
     ir = cost(arch, opt_level=2)
     assert (ir.peak_sram_bytes, ir.macs) == (c.peak_sram_bytes, c.macs)
     assert abs(ir.flash_bytes - c.flash_bytes) <= 0.05 * c.flash_bytes
@@ -85,15 +91,7 @@ def test_untrained_onnx_export_with_hard_swish_compiles(tmp_path: Path) -> None:
     widens those ranges, so the export compiles to integer C, and cost(file) still equals mcc's report. The IR's
     flash is not compared: its tables (hard-swish LUTs among them) follow the IR builder's fixed quantizations, not
     the calibrated ones (2,240 B of 40,880 apart on this subnet)."""
-    from nas.torch_model import export_onnx
-
     arch = replace(TINY.at(16, 0.25), hswish=(True,)).sample(random.Random(11))
-    onnx_path = export_onnx(arch, tmp_path / "net.onnx")
-    cal = tmp_path / "cal.npy"
-    np.save(cal, np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32))
-    report = compile_model(onnx_path, tmp_path / "c", opt_level=2, calibration=str(cal))
-    c = cost(onnx_path, opt_level=2, calibration=str(cal))
-    assert (c.peak_sram_bytes, c.flash_bytes, c.macs) == (report["peak_sram_bytes"], report["flash_bytes"],
-                                                           report["macs"])
+    c = _compiled_cost_equals_report(arch, tmp_path)
     ir = cost(arch, opt_level=2)
     assert (ir.peak_sram_bytes, ir.macs) == (c.peak_sram_bytes, c.macs)
