@@ -79,7 +79,8 @@ def table(rows: list[dict[str, Any]], notes: list[str]) -> str:
     lines = [f"{provenance('python bench/cortexm.py --update-readme')}; QEMU 7.2 (`mps2-an500` for Cortex-M7, "
              "`mps2-an386` for Cortex-M4), arm-none-eabi-gcc "
              "at the C level shown, mcc -O3; one seeded random input; instructions of one inference counted "
-             "exactly by the TCG plugin; flash = code + constants + .data of the whole image (harness ≈ 1 KB "
+             "exactly by the TCG plugin; MACs are the model's (instr/MAC divides by them; where -O3 chose patches, "
+             "their recompute is not counted); flash = code + constants + .data of the whole image (harness ≈ 1 KB "
              "included), static RAM = .data + .bss (arena, I/O buffers, harness ≈ 5 KB), stack = measured by "
              "painting. See [docs/cortexm.md](docs/cortexm.md).", "",
              "| model | target | C opt | MACs | instructions | instr/MAC | flash (B) | arena (B) | static RAM (B) | "

@@ -18,6 +18,7 @@ import numpy as np
 
 from compiler.analyze_cmd import _short as short_name
 from compiler.errors import MccError
+from compiler.pipelines import PatchOptions, add_patch_arguments, patch_options
 
 EMULATED = ("cortex-m7", "cortex-m4", "stm32h743")
 
@@ -46,7 +47,9 @@ def format_summary(res: Any) -> list[str]:
     lines = [
         f"instructions per inference  {res.instructions:,} ({how}){spread}",
         f"  in layers                 {res.layer_instructions[0]:,}; input/output copies and call {copies:,}",
-        f"instructions per MAC        {_fmt(res.per_mac)} ({res.macs:,} MACs)",
+        f"instructions per MAC        {_fmt(res.per_mac)} ({res.macs:,} MACs of the model"
+        + (f"; {res.executed_macs:,} executed with the recompute of patch-based inference)"
+           if res.executed_macs != res.macs else ")"),
         f"flash                       {fp.flash_bytes:,} B of {res.flash_budget:,} (code {fp.text_bytes:,}, "
         f"read-only data {fp.rodata_bytes:,}, .data {fp.data_bytes:,}; harness {fp.harness_flash_bytes:,})",
         f"SRAM                        arena {res.arena_bytes:,} B; static RAM {fp.static_ram_bytes:,} B of "
@@ -168,11 +171,12 @@ def _bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     p.add_argument("--plot", metavar="PNG", help="write a bar chart of instructions per layer (needs matplotlib)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    add_patch_arguments(p, stream_input=False)
     return p
 
 
 def bench(model: Path, out_dir: Path, *, target: str, opt_level: int, opt: str, calibration: str | None = None,
-          seed: int = 0, counting: str = "auto", timeout: float = 1800.0) -> Any:
+          seed: int = 0, counting: str = "auto", timeout: float = 1800.0, patch: PatchOptions | None = None) -> Any:
     """Compile ``model`` into ``out_dir`` for ``target`` and emulate one seeded random inference."""
     from backends.cortexm.boards import c_opt_flag, get_board
     from backends.cortexm.emulate import emulate, record_in_report
@@ -180,7 +184,7 @@ def bench(model: Path, out_dir: Path, *, target: str, opt_level: int, opt: str, 
 
     get_board(target)
     c_opt_flag(opt)
-    report = compile_model(model, out_dir, opt_level=opt_level, target=target, calibration=calibration)
+    report = compile_model(model, out_dir, opt_level=opt_level, target=target, calibration=calibration, patch=patch)
     res = emulate(out_dir, report, target, opt, random_c_batches(report, 1, seed), counting=counting,
                   timeout=timeout)
     record_in_report(out_dir, res)
@@ -194,7 +198,8 @@ def cmd_bench(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mcc-bench-") as tmp:
         out_dir = Path(args.output) if args.output else Path(tmp) / "project"
         res = bench(model, out_dir, target=args.target, opt_level=args.opt_level, opt=args.opt,
-                    calibration=args.calibration, seed=args.seed, counting=args.counting, timeout=args.timeout)
+                    calibration=args.calibration, seed=args.seed, counting=args.counting, timeout=args.timeout,
+                    patch=patch_options(args))
         title = (f"{model.name} on {res.target} (QEMU {res.board.machine}), mcc -O{args.opt_level}, "
                  f"arm-none-eabi-gcc {res.opt}")
         if args.plot:

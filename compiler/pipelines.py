@@ -67,8 +67,9 @@ def parse_overhead(text: str) -> float:
             from None
 
 
-def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
-    """The patch-based inference options shared by ``mcc MODEL`` and ``mcc analyze``."""
+def add_patch_arguments(parser: argparse.ArgumentParser, *, stream_input: bool = True) -> None:
+    """The patch-based inference options shared by ``mcc MODEL``, ``mcc analyze`` and (without ``--stream-input``,
+    which changes the generated API the emulator harness calls) ``mcc bench``."""
     g = parser.add_argument_group("patch-based inference (-O3 chooses automatically)")
     g.add_argument("--patches", type=int, metavar="P",
                    help="P x P tiles for the first layers (0: choose automatically, 1: per-layer inference)")
@@ -76,11 +77,12 @@ def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
                    "(default: the best for P)")
     g.add_argument("--patch-max-overhead", metavar="X", help="the most extra MACs the automatic choice accepts, "
                    "a fraction or a percentage (default 15%%)")
-    g.add_argument("--stream-input", action="store_true", help="the patches read their input regions from the "
-                   "application (its buffer or a callback) instead of a copy of the whole input in the arena")
+    if stream_input:
+        g.add_argument("--stream-input", action="store_true", help="the patches read their input regions from "
+                       "the application (its buffer or a callback) instead of a copy of the whole input in the arena")
 
 
 def patch_options(args: argparse.Namespace) -> PatchOptions:
     """The :class:`PatchOptions` of parsed command-line arguments."""
     overhead = None if args.patch_max_overhead is None else parse_overhead(args.patch_max_overhead)
-    return PatchOptions(args.patches, args.patch_split, overhead, args.stream_input)
+    return PatchOptions(args.patches, args.patch_split, overhead, getattr(args, "stream_input", False))

@@ -149,6 +149,29 @@ def test_patched_stem_in_c_matches_per_layer(tmp_path, p):
     assert_c_matches_interpreter(patched, tmp_path, n=4, sanitize=True)
 
 
+def test_instructions_per_mac_count_the_models_macs_not_the_recompute(tmp_path):
+    """``mcc bench``'s instructions/MAC divide by the model's MACs: a patched program's recompute must not lower it."""
+    from backends.cortexm.emulate import model_macs
+    from compiler.driver import compile_model
+    from frontend.mir import write_file
+
+    rng = np.random.default_rng(3)
+    g = Graph("m")
+    x = g.add_input(t8((1, 32, 32, 3), 0.05, -7), "x")
+    w1 = const(g, rng.integers(-90, 90, (16, 3, 3, 3)).astype(np.int8), t8((16, 3, 3, 3), 0.02))
+    a = g.create("nn.conv2d", [x, w1], [t8((1, 32, 32, 16), 0.2, 3)], {"pads": (1, 1, 1, 1)}, ["a"]).result
+    w2 = const(g, rng.integers(-90, 90, (8, 3, 3, 16)).astype(np.int8), t8((8, 3, 3, 16), 0.02))
+    b = g.create("nn.conv2d", [a, w2], [t8((1, 16, 16, 8), 0.2, 1)], {"pads": (1, 1, 1, 1), "strides": (2, 2)},
+                 ["b"]).result
+    g.outputs = [g.create("nn.avg_pool2d", [b], [t8((1, 1, 1, 8), 0.2, 1)], {"kernel": (16, 16)}, ["gap"]).result]
+    verify(g)
+    write_file(g, tmp_path / "m.mir")
+    per_layer = compile_model(tmp_path / "m.mir", tmp_path / "p1", opt_level=3, patch=PatchOptions(patches=1))
+    patched = compile_model(tmp_path / "m.mir", tmp_path / "p4", opt_level=3, patch=PatchOptions(patches=4))
+    assert patched["patch_stage"]["patches"] == 4 and patched["macs"] > per_layer["macs"]
+    assert model_macs(patched) == model_macs(per_layer) == per_layer["macs"]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=stems())
 def test_automatic_choice_is_never_worse_than_per_layer(graph):

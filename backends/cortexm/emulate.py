@@ -100,6 +100,9 @@ class EmulationResult:
     program_instructions: int | None
     """Reset to exit, all inferences and harness work included (plugin only)."""
     macs: int
+    """The model's multiply-accumulates (per-layer inference; patch recompute not counted)."""
+    executed_macs: int
+    """Those the compiled program performs: ``macs`` plus the recompute of patch-based inference."""
     arena_bytes: int
     footprint: Footprint
     stack_bytes: int
@@ -121,7 +124,8 @@ class EmulationResult:
 
     @property
     def per_mac(self) -> float | None:
-        """Instructions of one inference per multiply-accumulate."""
+        """Instructions of one inference per multiply-accumulate of the model (patch recompute not counted, so a
+        patched program is not flattered by the MACs it repeats)."""
         return self.instructions / self.macs if self.macs else None
 
     def summary(self) -> dict[str, Any]:
@@ -145,6 +149,7 @@ class EmulationResult:
             "instructions": self.instructions, "instructions_per_mac": _round(self.per_mac),
             "run_instructions": self.run_instructions, "layer_instructions": self.layer_instructions,
             "program_instructions": self.program_instructions, "macs": self.macs,
+            "executed_macs": self.executed_macs,
             "segments": [{"label": s.label, "layer": s.layer, "instructions": s.instructions}
                          for s in self.segments],
             "layers": [{"index": r.index, "name": r.name, "op": r.op, "macs": r.macs,
@@ -160,6 +165,12 @@ class EmulationResult:
             "sram_budget": self.sram_budget, "qemu_seconds": round(self.seconds, 3), "elf": str(self.elf),
             "notes": self.notes,
         }
+
+
+def model_macs(report: dict[str, Any]) -> int:
+    """The model's MACs from report.json: per-layer inference's count when patch-based inference repeats some."""
+    stage = report.get("patch_stage") or {}
+    return int(stage.get("per_layer_macs") or report.get("macs", 0))
 
 
 def _round(x: float | None) -> float | None:
@@ -210,7 +221,8 @@ def emulate(project: Path, report: dict[str, Any], target: str, opt: str, batche
         run_instructions=[_span(raw, i, 0, -1, segs) for i, segs in enumerate(per_inference)],
         layer_instructions=[_span(raw, i, 1, -2, segs) for i, segs in enumerate(per_inference)],
         segments=segments, layers=layer_rows, program_instructions=raw.program_instructions,
-        macs=int(report.get("macs", 0)), arena_bytes=int(report.get("arena_bytes", 0)),
+        macs=model_macs(report), executed_macs=int(report.get("macs", 0)),
+        arena_bytes=int(report.get("arena_bytes", 0)),
         footprint=elf_footprint(fw.elf), stack_bytes=raw.stats["stack_inference_bytes"],
         stack_program_bytes=raw.stats["stack_program_bytes"], stack_region_bytes=raw.stats["stack_region_bytes"],
         stack_bound=_stack_bound(fw), flash_budget=fw.flash_budget, sram_budget=fw.sram_budget,
