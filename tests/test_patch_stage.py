@@ -150,7 +150,8 @@ def test_patched_stem_in_c_matches_per_layer(tmp_path, p):
 
 
 def test_instructions_per_mac_count_the_models_macs_not_the_recompute(tmp_path):
-    """``mcc bench``'s instructions/MAC divide by the model's MACs: a patched program's recompute must not lower it."""
+    """``mcc bench``'s instructions/MAC divide by the model's MACs: a patched program's recompute must not lower it;
+    and the tiles store their layer's transformed weights once."""
     from backends.cortexm.emulate import model_macs
     from compiler.driver import compile_model
     from frontend.mir import write_file
@@ -170,6 +171,8 @@ def test_instructions_per_mac_count_the_models_macs_not_the_recompute(tmp_path):
     patched = compile_model(tmp_path / "m.mir", tmp_path / "p4", opt_level=3, patch=PatchOptions(patches=4))
     assert patched["patch_stage"]["patches"] == 4 and patched["macs"] > per_layer["macs"]
     assert model_macs(patched) == model_macs(per_layer) == per_layer["macs"]
+    # the tiles of a layer share its packed weights and tables: patches cost no flash
+    assert patched["flash_bytes"] == per_layer["flash_bytes"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -131,6 +131,7 @@ class LowerContext:
         self.program = Program(prefix)
         self._symbols: set[str] = set()
         self._weights: dict[Value, str] = {}
+        self._derived: dict[tuple[object, ...], str] = {}
         self._tables: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self.op: Op | None = None
         self.layer = 0
@@ -163,10 +164,19 @@ class LowerContext:
             array = v.const_value
             if array is None:
                 raise UnsupportedOpError(f"{self._label()}: operand %{v.name} must be a constant")
-        sym = c_identifier(f"{self.program.prefix}_{v.name}", self._symbols)
+        arr = np.ascontiguousarray(array)
         alt = None if alternative is None else (alternative[0], np.ascontiguousarray(alternative[1]))
-        self.program.weights.append(ConstArray(sym, np.ascontiguousarray(array), f"%{v.name}", alt))
-        if array is v.const_value:
+        # a transformed copy equal to one already emitted (the tiles of a patched layer) is stored once
+        key = (arr.dtype.str, arr.shape, arr.tobytes(),
+               None if alt is None else (alt[0], alt[1].dtype.str, alt[1].shape, alt[1].tobytes()))
+        derived = array is not v.const_value
+        if derived and key in self._derived:
+            return self._derived[key]
+        sym = c_identifier(f"{self.program.prefix}_{v.name}", self._symbols)
+        self.program.weights.append(ConstArray(sym, arr, f"%{v.name}", alt))
+        if derived:
+            self._derived[key] = sym
+        else:
             self._weights[v] = sym
         return sym
 
