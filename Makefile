@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 test: setup lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache .hypothesis mcc-reproducers
