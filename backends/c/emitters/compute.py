@@ -115,6 +115,30 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 
 
+RING_MAX_LINE = 32
+"""The longest line of the in-place ring kernel (``MCC_RING_MAX_L`` in ``runtime_c/mcc_depthwise_planar.c``)."""
+
+
+def depthwise_ring_lines(op: Op) -> str | None:
+    """How the in-place kernel (``mcc_depthwise_conv2d_s8_planar``) walks an op, as its C decides at run time
+    (``mcc_ring_ok``): ``"rows"`` or ``"cols"`` for the ring of three input lines (3x3, stride 1, no dilation,
+    C a multiple of 4, padding at most 1 on the top and the left, the output no larger than the input, lines of at
+    most :data:`RING_MAX_LINE` pixels; columns when the output has the input's shape and H > W), None for the
+    channel-by-channel plane."""
+    _, ih, iw, ic = op.operands[0].type.shape
+    _, oh, ow, _ = op.result.type.shape
+    kh, kw = op.operands[1].type.shape[1:3]
+    pt, pl = attr(op, "pads")[:2]
+    if ((kh, kw) != (3, 3) or tuple(attr(op, "strides")) != (1, 1) or tuple(attr(op, "dilations")) != (1, 1)
+            or ic % 4 or not (0 <= pt <= 1 and 0 <= pl <= 1) or not (0 < oh <= ih and 0 < ow <= iw)):
+        return None
+    cols = (oh, ow) == (ih, iw) and ih > iw
+    line, out_line = (ih, oh) if cols else (iw, ow)
+    if line > RING_MAX_LINE or out_line > RING_MAX_LINE:
+        return None
+    return "cols" if cols else "rows"
+
+
 DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
 """The (square window, stride) pairs with a specialised depthwise kernel (``mcc_depthwise_conv2d_s8_k<K>s<S>``)."""
 
