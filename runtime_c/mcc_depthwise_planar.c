@@ -570,9 +570,11 @@ typedef void (*mcc_ring_fn)(const mcc_conv_params *, const mcc_ring_geo *, const
         mcc_ring_block(p, g, in, wv, rq, out, c, ring, FAST, FULL);                                                \
     }
 MCC_RING_INSTANCE(0, 0)
+#if !defined(__OPTIMIZE_SIZE__) /* size-first builds: one instance, the general requantization */
 MCC_RING_INSTANCE(1, 0)
-#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)
+#if defined(__ARM_FEATURE_DSP)
 MCC_RING_INSTANCE(1, 1)
+#endif
 #endif
 #undef MCC_RING_INSTANCE
 
@@ -589,7 +591,11 @@ static void mcc_ring_run(const mcc_conv_params *p, const mcc_ring_geo *g, int co
     for (int32_t c = 0; c < C; c += 4) {
         int32_t wv[4][6];
         int32_t rqb[12];
+#if defined(__OPTIMIZE_SIZE__)
+        int fast = 0;
+#else
         int fast = 1;
+#endif
         for (int32_t j = 0; j < 4; ++j) { /* the zero point folds into the rounding half when that cannot overflow:
                                              |srdhm| < 2^30 and |2^(r-1) + zp * 2^r| < 2^30 for r <= 21 */
             const int32_t *rj = rq + 3 * (c + j);
@@ -620,7 +626,12 @@ static void mcc_ring_run(const mcc_conv_params *p, const mcc_ring_geo *g, int co
             const uint32_t b = bias ? (uint32_t)bias[c + j] : 0u;
             wv[j][5] = (int32_t)(b * k + (uint32_t)p->in_offset * sum);
         }
-        mcc_ring_fn fn = fast ? mcc_ring_block_10 : mcc_ring_block_00;
+        mcc_ring_fn fn = mcc_ring_block_00;
+#if !defined(__OPTIMIZE_SIZE__)
+        if (fast) {
+            fn = mcc_ring_block_10;
+        }
+#endif
 #if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)
         if (fast && full) {
             fn = mcc_ring_block_11;
