@@ -597,9 +597,9 @@ static void mcc_ring_run(const mcc_conv_params *p, const mcc_ring_geo *g, int co
         int fast = 1;
 #endif
         for (int32_t j = 0; j < 4; ++j) { /* the zero point folds into the rounding half when that cannot overflow:
-                                             |srdhm| < 2^30 and |2^(r-1) + zp * 2^r| < 2^30 for r <= 21 */
+                                             |srdhm| <= 2^30 and |2^(r-1) + zp * 2^r| <= 2^21 + 2^29 for r <= 22 */
             const int32_t *rj = rq + 3 * (c + j);
-            fast = fast && rj[2] > 0 && rj[1] <= 21;
+            fast = fast && rj[2] > 0 && rj[1] <= 22;
             rqb[3 * j] = rj[0];
             rqb[3 * j + 1] = rj[1];
             rqb[3 * j + 2] = rj[2];

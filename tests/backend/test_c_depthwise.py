@@ -293,3 +293,36 @@ def test_in_place_ring_kernel_on_emulated_cortex_m7(tmp_path):
         res = emulate(out, report, "cortex-m7", "O3", [x])
         for j in range(2):
             np.testing.assert_array_equal(res.outputs[0][j].reshape(v.type.shape), run(g, [x[j]])[0])
+
+
+def test_zero_point_fold_is_exact_where_allowed():
+    """The plain variant's table carries the output zero point in its rounding half: where depthwise_zp_folds
+    allows it (every shift up to 22, larger ones when the accumulator bound is small enough), SMMLAR(2 acc, m,
+    2^(r-1) + zp * 2^r) (64-bit arithmetic, the 32-bit result checked for overflow), the sign fix and the shift give
+    MultiplyByQuantizedMultiplier(acc) + zp for accumulators at the bound, multipliers and zero points at the
+    extremes; it refuses a table without the fast form and shifts where the sum could overflow."""
+    from backends.c.emitters.compute import depthwise_fold_zero_point, depthwise_zp_folds
+    from compiler.quant import multiply_by_quantized_multiplier
+
+    rng = np.random.default_rng(3)
+    allowed = 0
+    for r in range(1, 31):
+        for m in (1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))):
+            for zp in (-128, -1, 0, 127):
+                for bound in ((1 << 30) - 1, 1 << 20, 3000):
+                    rq = np.array([m, r, 1 << (r - 1)], np.int32)
+                    ok = depthwise_zp_folds(rq, zp, np.array([bound]))
+                    assert ok or r > 22
+                    if not ok:
+                        continue
+                    allowed += 1
+                    h = int(depthwise_fold_zero_point(rq, zp)[2])
+                    accs = [-bound, bound, -1, 0, 1, *rng.integers(-bound, bound + 1, 20).tolist()]
+                    for acc in accs:
+                        acc2 = 2 * acc
+                        t = (acc2 * m + (h << 32) + (1 << 31)) >> 32
+                        assert -(1 << 31) <= t < 1 << 31
+                        got = (t + (-1 if acc2 < 0 else 0)) >> r
+                        assert got == int(multiply_by_quantized_multiplier(acc, m, -r)) + zp
+    assert 22 * 3 * 4 * 3 < allowed < 30 * 3 * 4 * 3  # some larger shifts fold, not all
+    assert not depthwise_zp_folds(np.array([1 << 30, 3, -4], np.int32), 0, np.array([100]))

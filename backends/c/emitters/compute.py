@@ -96,7 +96,7 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     bias_np = np.zeros(oc, np.int32) if bias_v is None else np.asarray(bias_v, dtype=np.int32)
     rq = depthwise_requant(op, wnp, bias_np, -xzp)
-    if not np.all(rq.reshape(-1, 3)[:, 2] > 0):
+    if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp)):
         variant += "_any"
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
     cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
@@ -107,10 +107,12 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
     if variant.endswith("_any"):
         rq_sym = ctx.table("requant", rq)
-    else:  # every rounding half is 2^(shift-1): a size-first build keeps {multiplier, shift} only
-        rkey = ("rq", rq.shape, rq.tobytes())
+    else:  # every rounding half is 2^(shift-1): the output zero point folds into it, and a size-first build
+        # keeps {multiplier, shift} only (it adds the zero point)
+        folded = depthwise_fold_zero_point(rq, yzp)
+        rkey = ("rq", folded.shape, folded.tobytes())
         if rkey not in cache:
-            cache[rkey] = ctx.weight(w, rq, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
+            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
         rq_sym = cache[rkey]
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 
@@ -165,6 +167,39 @@ def depthwise_requant(op: Op, w: np.ndarray, bias: np.ndarray, in_offset: int) -
     mult, shift = requant_multipliers(op)
     w2d = w.reshape(-1, w.shape[-1]).T.astype(np.int64)
     return requant_table(mult, shift, fold_bias(bias, w2d, in_offset), w2d)
+
+
+def depthwise_acc_bound(w: np.ndarray, bias: np.ndarray, in_offset: int) -> np.ndarray:
+    """Per channel, the largest |accumulator| of a depthwise op with weights [1, KH, KW, C] (zero point 0):
+    ``|bias + in_offset * sum w| + 128 * sum |w|`` (the bound :func:`depthwise_requant`'s proof uses)."""
+    w2d = w.reshape(-1, w.shape[-1]).T.astype(np.int64)
+    return np.abs(fold_bias(bias, w2d, in_offset).astype(np.int64)) + 128 * np.abs(w2d).sum(axis=1)
+
+
+def depthwise_zp_folds(rq: np.ndarray, zp: int, bound: np.ndarray) -> bool:
+    """True when every channel of a requantization table (``{multiplier, shift, rounding half}`` rows) takes the fast
+    form (half > 0) and can carry the output zero point in its rounding half: SMMLAR's result is the rounding
+    doubling high multiply of the doubled accumulator (at most ``(2 bound m + 2^31) / 2^32 + 1`` in magnitude, with
+    ``bound`` from :func:`depthwise_acc_bound`) plus ``2^(r-1) + zp * 2^r``, which must stay inside int32; then
+    ``(t + zp * 2^r) >> r = (t >> r) + zp`` exactly. Every shift up to 22 qualifies whatever the bound below 2^30
+    (2^30 + 2^21 + 2^29 < 2^31: the in-place ring kernel checks that in C). The plain specialised kernel needs it;
+    otherwise the ``_any`` variant runs."""
+    t = rq.reshape(-1, 3).astype(np.int64)
+    if not np.all(t[:, 2] > 0):
+        return False
+    m, r = t[:, 0], t[:, 1]
+    half = np.left_shift(np.int64(1), r - 1) + int(zp) * np.left_shift(np.int64(1), r)
+    high = ((2 * np.asarray(bound, np.int64) * m + (1 << 31)) >> 32) + 1
+    return bool(np.all(np.abs(half) + high < (1 << 31)))
+
+
+def depthwise_fold_zero_point(rq: np.ndarray, zp: int) -> np.ndarray:
+    """The table with the output zero point folded into each rounding half, ``2^(r-1) + zp * 2^r`` (valid where
+    :func:`depthwise_zp_folds` holds)."""
+    t = rq.reshape(-1, 3).astype(np.int64)
+    t[:, 2] += int(zp) << t[:, 1]
+    assert np.all(np.abs(t[:, 2]) < 1 << 31)
+    return t.astype(np.int32).reshape(rq.shape)
 
 
 def depthwise_fast_weights(w: np.ndarray, narrow: bool = False) -> np.ndarray:
