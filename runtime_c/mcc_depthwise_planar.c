@@ -14,6 +14,9 @@
  * matter). Outputs whose window leaves the plane sideways, any other window or stride, and dilation take the
  * per-tap loops over the valid taps, exactly as the reference.
  *
+ * A 3x3 stride-1 window with C a multiple of 4 takes the ring-of-lines kernel below instead (four channels at a
+ * time, no plane: the scratch stays reserved but unused).
+ *
  * Requantization: rq holds three words per channel (backends/c/emitters/gemm.py requant_table, shared with
  * mcc_depthwise.c: mcc_requant_rq in mcc_compute.h). */
 #include <string.h>
