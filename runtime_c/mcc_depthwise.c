@@ -56,8 +56,9 @@ void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const i
  * MCC_GEMM_NARROW (size-first builds), one word with the four bytes w[t][c..c+3], unpacked by SXTB16; then, for the
  * C mod 4 remaining channels, one word per [tap][channel].
  *
- * Requantization (rq: three words per channel, backends/c/emitters/gemm.py requant_table; two in a size-first
- * build's plain variant, MCC_DW_RQ_WORDS) is TFLite's
+ * Requantization (rq: three words per channel, backends/c/emitters/gemm.py requant_table, the plain variant's with
+ * the output zero point folded into the rounding half; two in a size-first build's plain variant, MCC_DW_RQ_WORDS,
+ * the zero point added) is TFLite's
  * MultiplyByQuantizedMultiplier bit for bit. The emitter proves per channel when the cheap form is exact
  * (|accumulator| < 2^30 and a right shift r: SMMLAR on the doubled accumulator, a sign fix, an arithmetic shift);
  * a layer where every channel qualifies gets the variant without the per-channel test, any other the _any variant
@@ -103,7 +104,8 @@ MCC_DW_INLINE int8_t mcc_dw_out(const mcc_dw_q *p, int32_t acc, const int32_t *r
     const int32_t full[3] = {rq[0], rq[1], FAST ? (int32_t)(1u << (rq[1] - 1)) : rq[2]};
     int32_t v = mcc_requant_rq(acc, full, FAST) + p->zp;
 #else
-    int32_t v = mcc_requant_rq(acc, rq, FAST) + p->zp;
+    /* the plain variant's table has the zero point folded into the rounding half (2^(r-1) + zp * 2^r) */
+    int32_t v = FAST ? mcc_requant_rq(acc, rq, 1) : mcc_requant_rq(acc, rq, 0) + p->zp;
 #endif
 #if defined(__ARM_FEATURE_DSP)
     v = __ssat(v, 8);
@@ -304,9 +306,12 @@ MCC_DW_INLINE void mcc_dw_fast(const mcc_conv_params *p, const int8_t *in, const
                     mcc_dw_border(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, rq, out, KH, KW, 0, KH,
                                   mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST);
                 }
-                for (; ox < hi; ++ox, out += ch) { /* no bounds anywhere: the window is unrolled */
-                    mcc_dw_pixel(p, img, (iy0 * p->in_w + ox * SW - p->pad_left) * ch, wq, bias, rq, out, KH, KW,
-                                 0, KH, 0, KW, FAST, FULL);
+                /* no bounds anywhere: the window is unrolled; the parameters from a local copy (the output's byte
+                   stores could alias *p, which would reload its fields for every block) */
+                const mcc_conv_params pc = *p;
+                const int8_t *src = img + (iy0 * pc.in_w + lo * SW - pc.pad_left) * ch;
+                for (; ox < hi; ++ox, out += ch, src += SW * ch) {
+                    mcc_dw_pixel(&pc, src, 0, wq, bias, rq, out, KH, KW, 0, KH, 0, KW, FAST, FULL);
                 }
             }
             for (; ox < p->out_w; ++ox, out += ch) {

@@ -77,7 +77,8 @@ void mcc_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const int8_t *w, 
                    const int32_t *mult, const int32_t *shift, int8_t *out, int16_t *scratch);
 size_t mcc_conv2d_s8_scratch_bytes(const mcc_conv_params *p);
 
-/* nn.depthwise_conv2d in place, one channel at a time (batch 1, depth multiplier 1): out may be in. plane:
+/* nn.depthwise_conv2d in place, one channel (or, for 3x3 stride 1 and C a multiple of 4, one block of four channels
+   with a ring of lines on the stack) at a time (batch 1, depth multiplier 1): out may be in. plane:
    mcc_depthwise_planar_scratch_bytes(p) bytes. rq: three requantization words per channel (mcc_requant_rq). */
 void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                                     const int32_t *rq, int8_t *out, int8_t *plane);

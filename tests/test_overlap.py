@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.c.emitters.compute import depthwise_fast_variant
+from backends.c.emitters.compute import depthwise_fast_variant, depthwise_ring_lines
 from compiler.ir import DType, Graph, Op, QuantParams, TensorType, Value, const
 from compiler.memory import ALIGNMENT, buffer_roots, plan_memory
 from compiler.opdef import attr
@@ -56,7 +56,30 @@ def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
     if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):  # runtime_c/mcc_depthwise_planar.c
         _, ih, iw, ic = x.shape
         _, oh, ow, _ = y.shape
-        kh, kw = op.operands[1].type.shape[1:3]
+        lines = depthwise_ring_lines(op)
+        if lines is not None:  # blocks of four channels, line by line with a ring of three input lines
+            pt, pl = attr(op, "pads")[:2]
+            cols = lines == "cols"
+            n_in, n_out, pad = (iw, ow, pl) if cols else (ih, oh, pt)
+            along_in, along_out = (ih, oh) if cols else (iw, ow)
+
+            def fill(c: int, i: int) -> None:
+                if 0 <= i < n_in:
+                    for k in range(along_in):
+                        pix = k * iw + i if cols else i * iw + k
+                        for j in range(4):
+                            read(pix * ic + c + j)
+
+            for c in range(0, ic, 4):
+                fill(c, -pad)
+                fill(c, 1 - pad)
+                for i in range(n_out):
+                    fill(c, i + 2 - pad)
+                    for j in range(4):
+                        for k in range(along_out):
+                            pix = k * ow + i if cols else i * ow + k
+                            write(pix * ic + c + j)
+            return last_read, written
         for c in range(ic):
             for i in range(ih * iw):  # the channel's plane into scratch
                 read(i * ic + c)
@@ -225,6 +248,29 @@ def test_declared_distance_is_legal_for_the_kernel_trace(op, extra):
         lo = max(ov.d, -v.type.nbytes)
         for dd in {lo, lo + extra, lo + 1}:
             assert legal(op, k, dd), f"{op.kind}: the result {dd} B below operand {k} clobbers unread input"
+
+
+@pytest.mark.parametrize("h, w, c, pads, lines", [
+    (25, 5, 8, (1, 1, 1, 1), "cols"), (5, 9, 4, (1, 1, 1, 1), "rows"), (7, 6, 8, (0, 0, 0, 0), "rows"),
+    (6, 7, 4, (1, 0, 1, 0), "rows"), (9, 4, 4, (0, 1, 0, 1), "rows"), (8, 3, 4, (1, 1, 0, 0), "rows"),
+    (40, 4, 4, (1, 1, 1, 1), None), (6, 6, 6, (1, 1, 1, 1), None)])
+def test_in_place_depthwise_trace_is_legal(h, w, c, pads, lines):
+    """The in-place depthwise kernel on exactly its input's bytes: the ring of lines (rows, or columns when the
+    output has the input's shape and is taller than wide) and the channel-by-channel plane never overwrite a byte
+    they still have to read."""
+    g = Graph("one")
+    x = g.add_input(t8((1, h, w, c)), "x")
+    wt = const(g, np.ones((1, 3, 3, c), np.int8), t8((1, 3, 3, c), 0.01))
+    oh, ow = h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2
+    y = g.create("nn.depthwise_conv2d", [x, wt], [t8((1, oh, ow, c))],
+                 {"strides": (1, 1), "pads": pads, "dilations": (1, 1), "in_place": True}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    op = y.producer
+    assert depthwise_in_place(op) and depthwise_ring_lines(op) == lines
+    ov = overlap_distance(op, 0)
+    assert ov is not None and ov.exact and ov.d == 0
+    assert legal(op, 0, 0)
 
 
 @SETTINGS

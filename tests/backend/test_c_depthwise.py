@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.c.emitters.compute import depthwise_fast_variant, depthwise_fast_weights
+from backends.c.emitters.compute import depthwise_fast_variant, depthwise_fast_weights, depthwise_ring_lines
 from compiler.interpreter import run
 from compiler.ir import DType, Graph, QuantParams, TensorType, const
 from compiler.ops._common import conv_out_size
+from compiler.ops.conv import depthwise_in_place
 from compiler.verifier import verify
 from tests.backend.harness import assert_c_matches_interpreter, compile_to_c
 from tests.helpers import q8
@@ -191,3 +192,137 @@ def test_in_place_planar_kernel_matches_the_interpreter(tmp_path, k, s, dil, out
     plan = plan_memory(g)
     assert plan.offset(op.result) == plan.offset(op.operands[0])  # on exactly the input's bytes
     assert_c_matches_interpreter(g, tmp_path, n=3, sanitize=True)
+
+
+def _force_in_place(g: Graph) -> None:
+    for op in _dw_ops(g):
+        op.attrs["in_place"] = True
+
+
+def _ring_branches(cases: list[tuple], seed: int) -> Graph:
+    """One graph holding an in-place 3x3 stride-1 depthwise layer per case ``(h, w, c, pads, xzp, out_scale, act)``,
+    each on its own input (one C build checks them all)."""
+    rng = np.random.default_rng(seed)
+    g = Graph("ring")
+    outs = []
+    for i, (h, w, c, pads, xzp, out_scale, act) in enumerate(cases):
+        x = g.add_input(q8((1, h, w, c), 0.05, xzp), f"x{i}")
+        q = QuantParams.per_channel(list(rng.uniform(0.002, 0.02, c)), [0] * c, 3)
+        wt = const(g, rng.integers(-127, 128, (1, 3, 3, c)), TensorType((1, 3, 3, c), DType.INT8, q), f"w{i}")
+        b = const(g, rng.integers(-3000, 3000, c), TensorType((c,), DType.INT32), f"b{i}")
+        oh, ow = conv_out_size(h, 3, 1, 1, pads[0], pads[2]), conv_out_size(w, 3, 1, 1, pads[1], pads[3])
+        attrs = {"strides": (1, 1), "pads": pads, "dilations": (1, 1), "in_place": True, **(act or {})}
+        outs.append(g.create("nn.depthwise_conv2d", [x, wt, b], [q8((1, oh, ow, c), out_scale, 3)], attrs,
+                             [f"y{i}"]).result)
+    g.outputs = outs
+    verify(g)
+    return g
+
+
+RELU6 = {"act_min": 0.0, "act_max": 6.0}
+
+
+def test_in_place_ring_kernel_matches_the_interpreter(tmp_path):
+    """3x3 stride-1 in-place layers with C a multiple of 4 take the ring of lines (rows, or columns for a tall map of
+    unchanged shape): odd and even line lengths, 'valid' and one-sided padding, a clamp narrower than int8, extreme
+    output scales (general requantization, saturation), zero points at the int8 edges; a line longer than 32 falls
+    back to the plane."""
+    from compiler.memory import plan_memory
+
+    cases = [(25, 5, 64, (1, 1, 1, 1), -7, 0.08, None, "cols"),
+             (6, 9, 16, (1, 1, 1, 1), -128, 0.08, None, "rows"),
+             (7, 6, 8, (0, 0, 0, 0), 127, 0.08, RELU6, "rows"),
+             (6, 7, 4, (1, 0, 1, 0), 0, 1e-4, None, "rows"),
+             (9, 4, 12, (0, 1, 0, 1), -7, 30.0, None, "rows"),
+             (8, 3, 4, (1, 1, 0, 0), -7, 0.08, {"act_min": -1.0, "act_max": 1.0}, "rows"),
+             (11, 2, 8, (1, 1, 1, 1), 5, 0.002, None, "cols"),
+             (1, 1, 4, (1, 1, 1, 1), -7, 0.08, None, "rows"),
+             (32, 31, 4, (1, 1, 1, 1), -7, 0.08, None, "cols"),
+             (33, 4, 4, (1, 1, 1, 1), -7, 0.08, None, None)]
+    g = _ring_branches([case[:-1] for case in cases], 1)
+    ops = _dw_ops(g)
+    assert [depthwise_ring_lines(op) for op in ops] == [case[-1] for case in cases]
+    plan = plan_memory(g)
+    assert all(depthwise_in_place(op) for op in ops)
+    shared = [plan.offset(op.result) == plan.offset(op.operands[0]) for op in ops]
+    assert shared[0] and shared[1] and shared[-2]  # at least these run on exactly their input's bytes
+    assert_c_matches_interpreter(g, tmp_path, n=3, sanitize=True)
+
+
+def test_in_place_ring_kernel_random_shapes(tmp_path):
+    """Random ring-kernel shapes: line lengths up to 12, padding 0 or 1 on each side, random zero points and
+    scales."""
+    rng = np.random.default_rng(11)
+    cases = []
+    while len(cases) < 12:
+        h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+        pads = tuple(int(p) for p in rng.integers(0, 2, 4))
+        if h + pads[0] + pads[2] < 3 or w + pads[1] + pads[3] < 3:
+            continue
+        cases.append((h, w, 4 * int(rng.integers(1, 4)), pads, int(rng.choice([-128, -7, 0, 127])),
+                      float(rng.choice([0.08, 0.01, 1e-4, 30.0])), None if rng.integers(0, 2) else RELU6))
+    g = _ring_branches(cases, 2)
+    assert all(depthwise_ring_lines(op) is not None for op in _dw_ops(g))
+    assert_c_matches_interpreter(g, tmp_path, n=2, sanitize=True)
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="QEMU or the Arm toolchain is not installed")
+def test_in_place_ring_kernel_on_emulated_cortex_m7(tmp_path):
+    """The ring kernel's DSP path (SXTB16/SMLAD, SMMLAR on the doubled accumulator, SSAT): columns, rows, a narrow
+    clamp and a layer with the general requantization, on an emulated Cortex-M7."""
+    pytest.importorskip("elftools")
+    from backends.cortexm.emulate import emulate
+    from compiler.driver import LoadedModel, compile_graph, split_io
+    from compiler.targets import get_target
+
+    for i, (h, w, pads, scale, act) in enumerate([(13, 5, (1, 1, 1, 1), 0.08, None),
+                                                 (5, 7, (1, 1, 0, 0), 1e-4, RELU6)]):
+        g = dw_graph(h, w, 8, 3, 1, pads, seed=i, raster=False, out_scale=scale, act=act)
+        _force_in_place(g)
+        (op,) = _dw_ops(g)
+        assert depthwise_ring_lines(op) == ("cols" if i == 0 else "rows")
+        v = op.result
+        model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), (g.inputs[0].type.shape,), (v.type.shape,))
+        ins, outs = split_io(g, model)
+        out = tmp_path / f"c{i}"
+        report = compile_graph(g, out, name="dwr", target=get_target("cortex-m7"), ins=ins, outs=outs,
+                               source="test", opt_level=0, pipeline="plan-memory")
+        assert "mcc_depthwise_conv2d_s8_planar(" in (out / "dwr.c").read_text()
+        x = np.random.default_rng(i).integers(-128, 128, (2, *g.inputs[0].type.shape)).astype(np.int8)
+        res = emulate(out, report, "cortex-m7", "O3", [x])
+        for j in range(2):
+            np.testing.assert_array_equal(res.outputs[0][j].reshape(v.type.shape), run(g, [x[j]])[0])
+
+
+def test_zero_point_fold_is_exact_where_allowed():
+    """The plain variant's table carries the output zero point in its rounding half: where depthwise_zp_folds
+    allows it (every shift up to 22, larger ones when the accumulator bound is small enough), SMMLAR(2 acc, m,
+    2^(r-1) + zp * 2^r) (64-bit arithmetic, the 32-bit result checked for overflow), the sign fix and the shift give
+    MultiplyByQuantizedMultiplier(acc) + zp for accumulators at the bound, multipliers and zero points at the
+    extremes; it refuses a table without the fast form and shifts where the sum could overflow."""
+    from backends.c.emitters.compute import depthwise_fold_zero_point, depthwise_zp_folds
+    from compiler.quant import multiply_by_quantized_multiplier
+
+    rng = np.random.default_rng(3)
+    allowed = 0
+    for r in range(1, 31):
+        for m in (1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))):
+            for zp in (-128, -1, 0, 127):
+                for bound in ((1 << 30) - 1, 1 << 20, 3000):
+                    rq = np.array([m, r, 1 << (r - 1)], np.int32)
+                    ok = depthwise_zp_folds(rq, zp, np.array([bound]))
+                    assert ok or r > 22
+                    if not ok:
+                        continue
+                    allowed += 1
+                    h = int(depthwise_fold_zero_point(rq, zp)[2])
+                    accs = [-bound, bound, -1, 0, 1, *rng.integers(-bound, bound + 1, 20).tolist()]
+                    for acc in accs:
+                        acc2 = 2 * acc
+                        t = (acc2 * m + (h << 32) + (1 << 31)) >> 32
+                        assert -(1 << 31) <= t < 1 << 31
+                        got = (t + (-1 if acc2 < 0 else 0)) >> r
+                        assert got == int(multiply_by_quantized_multiplier(acc, m, -r)) + zp
+    assert 22 * 3 * 4 * 3 < allowed < 30 * 3 * 4 * 3  # some larger shifts fold, not all
+    assert not depthwise_zp_folds(np.array([1 << 30, 3, -4], np.int32), 0, np.array([100]))

@@ -96,7 +96,7 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     bias_np = np.zeros(oc, np.int32) if bias_v is None else np.asarray(bias_v, dtype=np.int32)
     rq = depthwise_requant(op, wnp, bias_np, -xzp)
-    if not np.all(rq.reshape(-1, 3)[:, 2] > 0):
+    if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp)):
         variant += "_any"
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
     cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
@@ -107,12 +107,38 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
     if variant.endswith("_any"):
         rq_sym = ctx.table("requant", rq)
-    else:  # every rounding half is 2^(shift-1): a size-first build keeps {multiplier, shift} only
-        rkey = ("rq", rq.shape, rq.tobytes())
+    else:  # every rounding half is 2^(shift-1): the output zero point folds into it, and a size-first build
+        # keeps {multiplier, shift} only (it adds the zero point)
+        folded = depthwise_fold_zero_point(rq, yzp)
+        rkey = ("rq", folded.shape, folded.tobytes())
         if rkey not in cache:
-            cache[rkey] = ctx.weight(w, rq, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
+            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
         rq_sym = cache[rkey]
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
+
+
+RING_MAX_LINE = 32
+"""The longest line of the in-place ring kernel (``MCC_RING_MAX_L`` in ``runtime_c/mcc_depthwise_planar.c``)."""
+
+
+def depthwise_ring_lines(op: Op) -> str | None:
+    """How the in-place kernel (``mcc_depthwise_conv2d_s8_planar``) walks an op, as its C decides at run time
+    (``mcc_ring_ok``): ``"rows"`` or ``"cols"`` for the ring of three input lines (3x3, stride 1, no dilation,
+    C a multiple of 4, padding at most 1 on the top and the left, the output no larger than the input, lines of at
+    most :data:`RING_MAX_LINE` pixels; columns when the output has the input's shape and H > W), None for the
+    channel-by-channel plane."""
+    _, ih, iw, ic = op.operands[0].type.shape
+    _, oh, ow, _ = op.result.type.shape
+    kh, kw = op.operands[1].type.shape[1:3]
+    pt, pl = attr(op, "pads")[:2]
+    if ((kh, kw) != (3, 3) or tuple(attr(op, "strides")) != (1, 1) or tuple(attr(op, "dilations")) != (1, 1)
+            or ic % 4 or not (0 <= pt <= 1 and 0 <= pl <= 1) or not (0 < oh <= ih and 0 < ow <= iw)):
+        return None
+    cols = (oh, ow) == (ih, iw) and ih > iw
+    line, out_line = (ih, oh) if cols else (iw, ow)
+    if line > RING_MAX_LINE or out_line > RING_MAX_LINE:
+        return None
+    return "cols" if cols else "rows"
 
 
 DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
@@ -141,6 +167,39 @@ def depthwise_requant(op: Op, w: np.ndarray, bias: np.ndarray, in_offset: int) -
     mult, shift = requant_multipliers(op)
     w2d = w.reshape(-1, w.shape[-1]).T.astype(np.int64)
     return requant_table(mult, shift, fold_bias(bias, w2d, in_offset), w2d)
+
+
+def depthwise_acc_bound(w: np.ndarray, bias: np.ndarray, in_offset: int) -> np.ndarray:
+    """Per channel, the largest |accumulator| of a depthwise op with weights [1, KH, KW, C] (zero point 0):
+    ``|bias + in_offset * sum w| + 128 * sum |w|`` (the bound :func:`depthwise_requant`'s proof uses)."""
+    w2d = w.reshape(-1, w.shape[-1]).T.astype(np.int64)
+    return np.abs(fold_bias(bias, w2d, in_offset).astype(np.int64)) + 128 * np.abs(w2d).sum(axis=1)
+
+
+def depthwise_zp_folds(rq: np.ndarray, zp: int, bound: np.ndarray) -> bool:
+    """True when every channel of a requantization table (``{multiplier, shift, rounding half}`` rows) takes the fast
+    form (half > 0) and can carry the output zero point in its rounding half: SMMLAR's result is the rounding
+    doubling high multiply of the doubled accumulator (at most ``(2 bound m + 2^31) / 2^32 + 1`` in magnitude, with
+    ``bound`` from :func:`depthwise_acc_bound`) plus ``2^(r-1) + zp * 2^r``, which must stay inside int32; then
+    ``(t + zp * 2^r) >> r = (t >> r) + zp`` exactly. Every shift up to 22 qualifies whatever the bound below 2^30
+    (2^30 + 2^21 + 2^29 < 2^31: the in-place ring kernel checks that in C). The plain specialised kernel needs it;
+    otherwise the ``_any`` variant runs."""
+    t = rq.reshape(-1, 3).astype(np.int64)
+    if not np.all(t[:, 2] > 0):
+        return False
+    m, r = t[:, 0], t[:, 1]
+    half = np.left_shift(np.int64(1), r - 1) + int(zp) * np.left_shift(np.int64(1), r)
+    high = ((2 * np.asarray(bound, np.int64) * m + (1 << 31)) >> 32) + 1
+    return bool(np.all(np.abs(half) + high < (1 << 31)))
+
+
+def depthwise_fold_zero_point(rq: np.ndarray, zp: int) -> np.ndarray:
+    """The table with the output zero point folded into each rounding half, ``2^(r-1) + zp * 2^r`` (valid where
+    :func:`depthwise_zp_folds` holds)."""
+    t = rq.reshape(-1, 3).astype(np.int64)
+    t[:, 2] += int(zp) << t[:, 1]
+    assert np.all(np.abs(t[:, 2]) < 1 << 31)
+    return t.astype(np.int32).reshape(rq.shape)
 
 
 def depthwise_fast_weights(w: np.ndarray, narrow: bool = False) -> np.ndarray:
