@@ -37,3 +37,98 @@ void mcc_mul_s8(const mcc_mul_params *p, const int8_t *in1, const int8_t *in2, i
         }
     }
 }
+
+/* ---- same-shape add through per-input tables ----------------------------------------------------------------- */
+
+/* The output requantization of the table kernel: (t1[a] + t2[b]) / 2 is TFLite's sum of the rescaled inputs and
+   acc2 the doubled sum, |acc2| < 2^31. With hz = 2^(r-1) + out_zp * 2^r (fast_half) and r = -out_shift >= 1, SMMLAR
+   gives floor((acc2 * m + 2^31) / 2^32) + hz = srdhm(sum, m) + 2^(r-1) + out_zp * 2^r (gemmlowp's high multiply
+   rounds half up, so it is exactly this floor); adding -1 for a negative sum and shifting right by r is the
+   rounding divide by 2^r, ties away from zero (a negative sum has srdhm <= 0, and at srdhm = 0 the -1 changes
+   nothing since 2^(r-1) - 1 < 2^r), plus out_zp. */
+static inline int32_t mcc_add_requant(int32_t acc2, int32_t m, int32_t hz, int32_t r, const int SIGN) {
+#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
+    int32_t t;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(m), "r"(hz));
+#else
+    const int32_t t = (int32_t)(((int64_t)acc2 * m + (int64_t)hz * ((int64_t)1 << 32) + 0x80000000LL) >> 32);
+#endif
+    return (SIGN ? t + (acc2 >> 31) : t) >> r;
+}
+
+/* x clamped to [-128, 127]. */
+static inline int32_t mcc_sat8(int32_t x) {
+#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
+    int32_t y;
+    __asm__("ssat %0, #8, %1" : "=r"(y) : "r"(x));
+    return y;
+#else
+    return x < INT8_MIN ? INT8_MIN : (x > INT8_MAX ? INT8_MAX : x);
+#endif
+}
+
+/* The table kernel's loop: SIGN adds the -1 of a negative sum (left out only when add_tables checked, over every
+   input pair, that it never changes a result). CLAMP 0: the activation range is all of int8 (saturate only);
+   1: it ends at 127 (saturate, then raise to act_min); 2: any [act_min, act_max]. Element by element, each read
+   before it is written: the elementwise overlap contract of compiler/overlap.py. */
+static inline void mcc_add_lut_loop(const mcc_add_params *p, const int32_t *t1, const int32_t *t2, const int8_t *in1,
+                                    const int8_t *in2, int8_t *out, int32_t n, const int SIGN, const int CLAMP) {
+    const int32_t m = p->out_mult, hz = p->fast_half, r = -p->out_shift;
+    const int32_t lo = p->act_min, hi = p->act_max;
+#define MCC_ADD_ONE(j)                                                                                           \
+    do {                                                                                                         \
+        const int32_t acc2 = t1[(uint8_t)in1[j]] + t2[(uint8_t)in2[j]];                                          \
+        int32_t y = mcc_add_requant(acc2, m, hz, r, SIGN);                                                       \
+        if (CLAMP == 2) {                                                                                        \
+            y = y < lo ? lo : (y > hi ? hi : y);                                                                 \
+        } else {                                                                                                 \
+            y = mcc_sat8(y);                                                                                     \
+            y = CLAMP == 1 && y < lo ? lo : y;                                                                   \
+        }                                                                                                        \
+        out[j] = (int8_t)y;                                                                                      \
+    } while (0)
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        MCC_ADD_ONE(i);
+        MCC_ADD_ONE(i + 1);
+        MCC_ADD_ONE(i + 2);
+        MCC_ADD_ONE(i + 3);
+    }
+    for (; i < n; ++i) {
+        MCC_ADD_ONE(i);
+    }
+#undef MCC_ADD_ONE
+}
+
+void mcc_add_s8_lut(const mcc_add_params *p, const int32_t *t1, const int32_t *t2, const int8_t *in1,
+                    const int8_t *in2, int8_t *out) {
+    const int32_t n = p->out_d0 * p->out_d1 * p->out_d2 * p->out_d3;
+    if (p->fast_half == 0) { /* no proof for the one-step requantization: TFLite's own on the summed tables */
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t sum = (t1[(uint8_t)in1[i]] + t2[(uint8_t)in2[i]]) / 2;
+            const int32_t y = mcc_mbqm(sum, p->out_mult, p->out_shift) + p->out_zp;
+            out[i] = (int8_t)mcc_clamp(y, p->act_min, p->act_max);
+        }
+        return;
+    }
+    const int clamp = p->act_max != INT8_MAX ? 2 : (p->act_min != INT8_MIN ? 1 : 0);
+#if defined(__OPTIMIZE_SIZE__) || !defined(__OPTIMIZE__)
+    mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, p->fast_sign, clamp); /* one copy of the loop */
+#else
+    if (p->fast_sign) { /* constant flags: one specialised copy per case */
+        if (clamp == 0) {
+            mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 1, 0);
+        } else if (clamp == 1) {
+            mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 1, 1);
+        } else {
+            mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 1, 2);
+        }
+    } else if (clamp == 0) {
+        mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 0, 0);
+    } else if (clamp == 1) {
+        mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 0, 1);
+    } else {
+        mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 0, 2);
+    }
+#endif
+}
