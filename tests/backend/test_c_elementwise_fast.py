@@ -104,3 +104,75 @@ def test_add_table_kernel_matches_interpreter(tmp_path):
 
 def test_add_table_kernel_under_sanitizers(tmp_path):
     assert_c_matches_interpreter(_adds_graph(ADD_CASES), tmp_path, n=3, sanitize=True)
+
+
+# -- average pooling and mean, four channels at a time ---------------------------------------------------------------
+def _pool_mean_graph() -> Graph:
+    """Average pools and means that reach every path of mcc_pool.c / mcc_mean.c: channel blocks of 4 with a tail,
+    global windows of 256 pixels (the most the 16-bit lanes take) and more, padded windows, contiguous means, and
+    the three requantizations of the mean (left shift, right shift, TFLite's routine)."""
+    g = Graph("pools")
+    outs = []
+
+    def pool(x, k, stride, pads, out_hw, act=None, name="p"):
+        c = x.type.shape[-1]
+        attrs = {"kernel": k, "strides": (stride, stride), "pads": pads, **(act or {})}
+        t = q8((x.type.shape[0], *out_hw, c), x.type.quant.scale[0], x.type.quant.zero_point[0])
+        outs.append(g.create("nn.avg_pool2d", [x], [t], attrs, [name]).result)
+
+    def mean(x, axes, out_shape, out_q, name):
+        outs.append(g.create("nn.mean", [x], [q8(out_shape, *out_q)], {"axes": axes, "keepdims": False},
+                             [name]).result)
+
+    x1 = g.add_input(q8((1, 16, 16, 9), 0.05, -3), "x1")     # 256-pixel global window, 9 channels
+    pool(x1, (16, 16), 1, (0, 0, 0, 0), (1, 1), name="gap256")
+    pool(x1, (3, 3), 2, (1, 1, 1, 1), (8, 8), RELU6, name="p3s2")  # partial windows at the border
+    mean(x1, (1, 2), (1, 9), (0.01, 4), "m256")
+    x2 = g.add_input(q8((1, 17, 16, 8), 0.05, 7), "x2")      # 272 pixels: 32-bit sums
+    pool(x2, (17, 16), 1, (0, 0, 0, 0), (1, 1), name="gap272")
+    mean(x2, (1, 2), (1, 8), (0.07, -9), "m272")
+    x3 = g.add_input(q8((2, 5, 3, 6), 0.2, 0), "x3")
+    pool(x3, (2, 3), 1, (1, 0, 0, 2), (5, 3), name="p23")
+    mean(x3, (1, 2), (2, 6), (0.2 / 32, 3), "mleft")          # s_in / s_out = 32: a left shift
+    mean(x3, (1, 2), (2, 6), (0.2 * 2.0 ** 24, 127), "mgeneric")  # 2^(r-1) + zp 2^r beyond 2^30
+    mean(x3, (3,), (2, 5, 3), (0.03, -100), "mrun")         # contiguous runs of 6
+    g.outputs = outs
+    return g
+
+
+def test_mean_cases_reach_every_requantization():
+    from compiler.ops.pool import mean_multiplier
+
+    modes = set()
+    for s_in, s_out, zp, count in ((0.05, 0.01, 4, 256), (0.2, 0.2 / 32, 3, 15), (0.2, 0.2 * 2.0 ** 24, 127, 15)):
+        _, shift = mean_multiplier(s_in, s_out, count)
+        if shift >= 0:
+            modes.add("left")
+        else:
+            hz = (1 << (-shift - 1)) + zp * (1 << -shift)
+            modes.add("right" if abs(hz) < 1 << 30 else "generic")
+    assert modes == {"left", "right", "generic"}
+
+
+def _extreme_batches(graph: Graph, n: int, seed: int) -> list[list[np.ndarray]]:
+    """Random samples, then all -128 and all 127 (the sums the 16-bit lanes must still hold)."""
+    rng = np.random.default_rng(seed)
+    samples = [[rng.integers(-128, 128, v.type.shape).astype(np.int8) for v in graph.inputs] for _ in range(n)]
+    samples.append([np.full(v.type.shape, -128, np.int8) for v in graph.inputs])
+    samples.append([np.full(v.type.shape, 127, np.int8) for v in graph.inputs])
+    return samples
+
+
+@pytest.mark.parametrize("sanitize", [False, True])
+def test_pool_and_mean_fast_paths_match_interpreter(tmp_path, sanitize):
+    from compiler.interpreter import run
+    from tests.backend.harness import compile_to_c, run_c
+
+    graph = _pool_mean_graph()
+    compile_to_c(graph, tmp_path / "c")
+    samples = _extreme_batches(graph, 3, 5)
+    batches = [np.stack([s[i] for s in samples]) for i in range(len(graph.inputs))]
+    got = run_c(tmp_path / "c", graph, batches, sanitize=sanitize)
+    for k, sample in enumerate(samples):
+        for j, want in enumerate(run(graph, sample)):
+            np.testing.assert_array_equal(got[j][k], want, err_msg=f"sample {k}, output {graph.outputs[j].name}")
