@@ -45,10 +45,10 @@ def _random_cases(n: int, seed: int) -> list[tuple]:
     return cases
 
 
-def _adds_graph(cases: list[tuple]) -> Graph:
-    """One add per case, each with its own inputs and output."""
-    g = Graph("adds")
-    outs = []
+def _adds_graph(cases: list[tuple], g: Graph | None = None) -> Graph:
+    """One add per case, each with its own inputs and output (added to ``g``'s when given)."""
+    g = g or Graph("adds")
+    outs = list(g.outputs)
     for i, (shape, aq, bq, yq, act) in enumerate(cases):
         a = g.add_input(q8(shape, *aq), f"a{i}")
         b = g.add_input(q8(shape, *bq), f"b{i}")
