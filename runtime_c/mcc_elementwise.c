@@ -112,23 +112,11 @@ void mcc_add_s8_lut(const mcc_add_params *p, const int32_t *t1, const int32_t *t
         return;
     }
     const int clamp = p->act_max != INT8_MAX ? 2 : (p->act_min != INT8_MIN ? 1 : 0);
-#if defined(__OPTIMIZE_SIZE__) || !defined(__OPTIMIZE__)
-    mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, p->fast_sign, clamp); /* one copy of the loop */
-#else
-    if (p->fast_sign) { /* constant flags: one specialised copy per case */
-        if (clamp == 0) {
-            mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 1, 0);
-        } else if (clamp == 1) {
-            mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 1, 1);
-        } else {
-            mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 1, 2);
-        }
-    } else if (clamp == 0) {
+#if defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+    if (!p->fast_sign && clamp == 0) { /* the usual residual add: a copy of the loop with constant flags */
         mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 0, 0);
-    } else if (clamp == 1) {
-        mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 0, 1);
-    } else {
-        mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, 0, 2);
+        return;
     }
 #endif
+    mcc_add_lut_loop(p, t1, t2, in1, in2, out, n, p->fast_sign, clamp); /* flags tested per element */
 }
