@@ -176,3 +176,24 @@ def test_pool_and_mean_fast_paths_match_interpreter(tmp_path, sanitize):
     for k, sample in enumerate(samples):
         for j, want in enumerate(run(graph, sample)):
             np.testing.assert_array_equal(got[j][k], want, err_msg=f"sample {k}, output {graph.outputs[j].name}")
+
+
+def test_add_without_tables_in_a_size_first_build(tmp_path):
+    # MCC_GEMM_NARROW (-Os, or flash too short for the wide layouts) compiles a one-word stand-in per table and the
+    # kernel falls back to mcc_add_s8; defining it in the weight file alone is what the flash fallback does
+    from compiler.interpreter import run
+    from tests.backend.harness import compile_to_c, run_c
+
+    graph = _adds_graph(ADD_CASES[:5])
+    out = tmp_path / "c"
+    compile_to_c(graph, out)
+    weights = out / "t_weights.c"
+    text = weights.read_text()
+    assert text.count("#if defined(MCC_GEMM_NARROW)") == 8  # ADD_CASES[1] shares both of case 0's tables
+    weights.write_text("#define MCC_GEMM_NARROW 1\n" + text)
+    samples = _extreme_batches(graph, 3, 4)
+    batches = [np.stack([s[i] for s in samples]) for i in range(len(graph.inputs))]
+    got = run_c(out, graph, batches)
+    for k, sample in enumerate(samples):
+        for j, want in enumerate(run(graph, sample)):
+            np.testing.assert_array_equal(got[j][k], want, err_msg=f"sample {k}, output {j}")

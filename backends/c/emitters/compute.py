@@ -363,9 +363,17 @@ def add(op: Op, ctx: LowerContext) -> None:
     if t1 is None or t2 is None:
         ctx.call("mcc_add_s8", [params, _source(ctx, a), _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
         return
-    # equal tables (the tiles of one add, adds of equal quantization, both inputs alike) are emitted once
-    ctx.call("mcc_add_s8_lut", [params, ctx.table("add_in", t1), ctx.table("add_in", t2), _source(ctx, a),
-                                _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
+    # equal tables (the tiles of one add, adds of equal quantization, both inputs alike) are emitted once; a
+    # size-first build (MCC_GEMM_NARROW, also set when flash is short) compiles the one odd word that sends the
+    # kernel to mcc_add_s8 instead (table words are all even)
+    cache: dict[bytes, str] = ctx.__dict__.setdefault("_add_tables", {})
+    syms = []
+    for t in (t1, t2):
+        if t.tobytes() not in cache:
+            cache[t.tobytes()] = ctx.weight(y, t, (NARROW, np.array([1], np.int32)))
+        syms.append(cache[t.tobytes()])
+    ctx.call("mcc_add_s8_lut", [params, syms[0], syms[1], _source(ctx, a), _source(ctx, b), ctx.act(y)],
+             "mcc_elementwise.c")
 
 
 @emitter("nn.mul")
