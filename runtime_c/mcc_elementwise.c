@@ -100,11 +100,41 @@ static inline void mcc_add_lut_loop(const mcc_add_params *p, const int32_t *t1, 
 #undef MCC_ADD_ONE
 }
 
+/* TFLite's rescaled input (x - zp) << 20 times m * 2^-e, rounded twice, from k = {3, -zp, mh, ml, h, e, sign}
+   (add_standin in backends/c/emitters/compute.py, checked there against the table on all 256 inputs): gemmlowp's
+   high multiply of x * 2^20 by m = mh * 2^11 + ml is floor((x * m + 2^10) / 2^11), and with the rounding divide by
+   2^e folded in (one floor of a floor) the whole is (x * mh + ((x * ml + 2^10) >> 11) + h + (x < 0 ? sign : 0)) >> e,
+   h = 2^(e-1) and sign = -1 for e >= 1 (ties away from zero), h = sign = 0 for e = 0; nothing overflows 32 bits. */
+static inline int32_t mcc_add_rescale(int32_t a, const int32_t *k) {
+    const int32_t x = a + k[1];
+    return (x * k[2] + ((x * k[3] + 1024) >> 11) + k[4] + ((x >> 31) & k[6])) >> k[5];
+}
+
+/* mcc_add_s8_lut without tables: the rescaled inputs computed (mcc_add_rescale), then the same requantization. */
+static void mcc_add_s8_arith(const mcc_add_params *p, const int32_t *k1, const int32_t *k2, const int8_t *in1,
+                             const int8_t *in2, int8_t *out, int32_t n) {
+    const int32_t m = p->out_mult, hz = p->fast_half, r = -p->out_shift, sign = p->fast_sign;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t sum = mcc_add_rescale(in1[i], k1) + mcc_add_rescale(in2[i], k2);
+        int32_t y;
+        if (hz != 0) {
+            y = sign ? mcc_add_requant(sum * 2, m, hz, r, 1) : mcc_add_requant(sum * 2, m, hz, r, 0);
+        } else {
+            y = mcc_mbqm(sum, p->out_mult, p->out_shift) + p->out_zp;
+        }
+        out[i] = (int8_t)mcc_clamp(y, p->act_min, p->act_max);
+    }
+}
+
 void mcc_add_s8_lut(const mcc_add_params *p, const int32_t *t1, const int32_t *t2, const int8_t *in1,
                     const int8_t *in2, int8_t *out) {
     const int32_t n = p->out_d0 * p->out_d1 * p->out_d2 * p->out_d3;
-    if ((t1[0] | t2[0]) & 1) { /* a size-first build's stand-in for a table (table words are even) */
-        mcc_add_s8(p, in1, in2, out);
+    if ((t1[0] | t2[0]) & 1) { /* a size-first build's stand-ins for the tables (table words are even) */
+        if (t1[0] == 3 && t2[0] == 3) {
+            mcc_add_s8_arith(p, t1, t2, in1, in2, out, n);
+        } else {
+            mcc_add_s8(p, in1, in2, out);
+        }
         return;
     }
     if (p->fast_half == 0) { /* no proof for the one-step requantization: TFLite's own on the summed tables */

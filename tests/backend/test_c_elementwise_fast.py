@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from backends.c.emitters.compute import add_tables
+from backends.c.emitters.compute import add_standin, add_tables
 from compiler.ir import Graph
 from compiler.ops.elementwise import ADD_LEFT_SHIFT, add_kernel, add_params
 from compiler.quant import activation_range, multiply_by_quantized_multiplier
@@ -178,22 +178,40 @@ def test_pool_and_mean_fast_paths_match_interpreter(tmp_path, sanitize):
             np.testing.assert_array_equal(got[j][k], want, err_msg=f"sample {k}, output {graph.outputs[j].name}")
 
 
-def test_add_without_tables_in_a_size_first_build(tmp_path):
-    # MCC_GEMM_NARROW (-Os, or flash too short for the wide layouts) compiles a one-word stand-in per table and the
-    # kernel falls back to mcc_add_s8; defining it in the weight file alone is what the flash fallback does
+@pytest.mark.parametrize("standin", ["arithmetic", "generic"])
+def test_add_without_tables_in_a_size_first_build(tmp_path, standin):
+    # MCC_GEMM_NARROW (-Os, or flash too short for the wide layouts) compiles a stand-in per table: the constants of
+    # the arithmetic rescale ({3, ...}), or {1} (mcc_add_s8) where that would not be exact. Defining it in the weight
+    # file alone is what the flash fallback does.
     from compiler.interpreter import run
     from tests.backend.harness import compile_to_c, run_c
 
-    graph = _adds_graph(ADD_CASES[:5])
+    graph = _adds_graph(ADD_CASES)
     out = tmp_path / "c"
     compile_to_c(graph, out)
     weights = out / "t_weights.c"
     text = weights.read_text()
-    assert text.count("#if defined(MCC_GEMM_NARROW)") == 8  # ADD_CASES[1] shares both of case 0's tables
+    standins = re.findall(r"#if defined\(MCC_GEMM_NARROW\)\n[^\n]*\n\{\n    (3, [^\n]*)\n\};", text)
+    assert len(standins) == 16  # ADD_CASES[1] shares both tables of case 0, case 5 has one for both inputs
+    if standin == "generic":
+        for body in standins:
+            text = text.replace("{\n    " + body + "\n};", "{\n    1\n};")
     weights.write_text("#define MCC_GEMM_NARROW 1\n" + text)
     samples = _extreme_batches(graph, 3, 4)
     batches = [np.stack([s[i] for s in samples]) for i in range(len(graph.inputs))]
-    got = run_c(out, graph, batches)
+    got = run_c(out, graph, batches, sanitize=standin == "arithmetic")
     for k, sample in enumerate(samples):
         for j, want in enumerate(run(graph, sample)):
             np.testing.assert_array_equal(got[j][k], want, err_msg=f"sample {k}, output {j}")
+
+
+def test_add_standin_reproduces_every_table():
+    for case in ADD_CASES + _random_cases(100, 21):
+        p = _params(case)
+        t1, t2, _, _ = add_tables(p)
+        assert add_standin(t1, p.input1_zero_point, p.input1_multiplier, p.input1_shift)[0] == 3
+        assert add_standin(t2, p.input2_zero_point, p.input2_multiplier, p.input2_shift)[0] == 3
+    # a stand-in that would be wrong is refused: a table that is not this multiplier's
+    p = _params(ADD_CASES[0])
+    t1, _, _, _ = add_tables(p)
+    assert add_standin(t1 + 2, p.input1_zero_point, p.input1_multiplier, p.input1_shift).tolist() == [1]

@@ -343,6 +343,26 @@ def add_tables(p: AddParams) -> tuple[np.ndarray, np.ndarray, int, int]:
     return t1.astype(np.int32), t2.astype(np.int32), half, int(not np.array_equal(fast[0], want))
 
 
+def add_standin(table: np.ndarray, zp: int, m: int, shift: int) -> np.ndarray:
+    """What a size-first build compiles instead of an :func:`add_tables` table: ``{3, -zp, mh, ml, h, e, sign}``,
+    the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that compute the table's entries
+    (halved) with 32-bit integer arithmetic, when that gives all 256 of them; else ``{1}``, and the kernel runs the
+    generic ``mcc_add_s8``. Word 0 is odd: table words are all even, so the kernel tells the two apart."""
+    e = -shift
+    if not 0 <= e <= 31 or m < 0:
+        return np.array([1], np.int32)
+    mh, ml = m >> 11, m & 0x7FF
+    h, sign = (1 << (e - 1), -1) if e >= 1 else (0, 0)
+    a = np.arange(256, dtype=np.int64)
+    x = np.where(a > 127, a - 256, a) - zp
+    terms = [x * mh, (x * ml + 1024) >> 11]
+    total = terms[0] + terms[1] + h + np.where(x < 0, sign, 0)
+    fits = all(int(np.abs(v).max()) < 1 << 31 for v in (*terms, total, x * ml + 1024))
+    if not fits or not np.array_equal(2 * (total >> e), table.astype(np.int64)):
+        return np.array([1], np.int32)
+    return np.array([3, -zp, mh, ml, h, e, sign], np.int32)
+
+
 @emitter("nn.add")
 def add(op: Op, ctx: LowerContext) -> None:
     """TFLite's 8-bit ADD with the interpreter's :class:`~compiler.ops.elementwise.AddParams`; operands of the
@@ -364,13 +384,13 @@ def add(op: Op, ctx: LowerContext) -> None:
         ctx.call("mcc_add_s8", [params, _source(ctx, a), _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
         return
     # equal tables (the tiles of one add, adds of equal quantization, both inputs alike) are emitted once; a
-    # size-first build (MCC_GEMM_NARROW, also set when flash is short) compiles the one odd word that sends the
-    # kernel to mcc_add_s8 instead (table words are all even)
+    # size-first build (MCC_GEMM_NARROW, also set when flash is short) compiles a stand-in instead (add_standin)
     cache: dict[bytes, str] = ctx.__dict__.setdefault("_add_tables", {})
     syms = []
-    for t in (t1, t2):
+    for t, zp, m, sh in ((t1, p.input1_zero_point, p.input1_multiplier, p.input1_shift),
+                         (t2, p.input2_zero_point, p.input2_multiplier, p.input2_shift)):
         if t.tobytes() not in cache:
-            cache[t.tobytes()] = ctx.weight(y, t, (NARROW, np.array([1], np.int32)))
+            cache[t.tobytes()] = ctx.weight(y, t, (NARROW, add_standin(t, zp, m, sh)))
         syms.append(cache[t.tobytes()])
     ctx.call("mcc_add_s8_lut", [params, syms[0], syms[1], _source(ctx, a), _source(ctx, b), ctx.act(y)],
              "mcc_elementwise.c")
