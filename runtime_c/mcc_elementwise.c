@@ -105,24 +105,35 @@ static inline void mcc_add_lut_loop(const mcc_add_params *p, const int32_t *t1, 
    high multiply of x * 2^20 by m = mh * 2^11 + ml is floor((x * m + 2^10) / 2^11), and with the rounding divide by
    2^e folded in (one floor of a floor) the whole is (x * mh + ((x * ml + 2^10) >> 11) + h + (x < 0 ? sign : 0)) >> e,
    h = 2^(e-1) and sign = -1 for e >= 1 (ties away from zero), h = sign = 0 for e = 0; nothing overflows 32 bits. */
-static inline int32_t mcc_add_rescale(int32_t a, const int32_t *k) {
-    const int32_t x = a + k[1];
-    return (x * k[2] + ((x * k[3] + 1024) >> 11) + k[4] + ((x >> 31) & k[6])) >> k[5];
+typedef struct {
+    int32_t offset, mh, ml, h, e, sign;
+} mcc_add_rescaler;
+
+static inline mcc_add_rescaler mcc_add_rescaler_of(const int32_t *k) {
+    const mcc_add_rescaler c = {k[1], k[2], k[3], k[4], k[5], k[6]};
+    return c; /* held in registers: stores through int8_t pointers may alias the array */
+}
+
+static inline int32_t mcc_add_rescale(int32_t a, mcc_add_rescaler c) {
+    const int32_t x = a + c.offset;
+    return (x * c.mh + ((x * c.ml + 1024) >> 11) + c.h + ((x >> 31) & c.sign)) >> c.e;
 }
 
 /* mcc_add_s8_lut without tables: the rescaled inputs computed (mcc_add_rescale), then the same requantization. */
 static void mcc_add_s8_arith(const mcc_add_params *p, const int32_t *k1, const int32_t *k2, const int8_t *in1,
                              const int8_t *in2, int8_t *out, int32_t n) {
+    const mcc_add_rescaler c1 = mcc_add_rescaler_of(k1), c2 = mcc_add_rescaler_of(k2);
     const int32_t m = p->out_mult, hz = p->fast_half, r = -p->out_shift, sign = p->fast_sign;
+    const int32_t shift = p->out_shift, zp = p->out_zp, lo = p->act_min, hi = p->act_max;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t sum = mcc_add_rescale(in1[i], k1) + mcc_add_rescale(in2[i], k2);
+        const int32_t sum = mcc_add_rescale(in1[i], c1) + mcc_add_rescale(in2[i], c2);
         int32_t y;
         if (hz != 0) {
             y = sign ? mcc_add_requant(sum * 2, m, hz, r, 1) : mcc_add_requant(sum * 2, m, hz, r, 0);
         } else {
-            y = mcc_mbqm(sum, p->out_mult, p->out_shift) + p->out_zp;
+            y = mcc_mbqm(sum, m, shift) + zp;
         }
-        out[i] = (int8_t)mcc_clamp(y, p->act_min, p->act_max);
+        out[i] = (int8_t)mcc_clamp(y, lo, hi);
     }
 }
 
