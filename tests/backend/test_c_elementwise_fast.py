@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from backends.c.emitters.compute import add_standin, add_tables
+from backends.c.emitters.compute import ADD_STANDIN, add_standin, add_tables
 from compiler.ir import Graph
 from compiler.ops.elementwise import ADD_LEFT_SHIFT, add_kernel, add_params
 from compiler.quant import activation_range, multiply_by_quantized_multiplier
@@ -191,7 +191,8 @@ def test_add_without_tables_in_a_size_first_build(tmp_path, standin):
     compile_to_c(graph, out)
     weights = out / "t_weights.c"
     text = weights.read_text()
-    standins = re.findall(r"#if defined\(MCC_GEMM_NARROW\)\n[^\n]*\n\{\n    (3, [^\n]*)\n\};", text)
+    cond = re.escape("#if " + ADD_STANDIN)
+    standins = re.findall(cond + r"\n[^\n]*\n\{\n    (3, [^\n]*)\n\};", text)
     assert len(standins) == 16  # ADD_CASES[1] shares both tables of case 0, case 5 has one for both inputs
     if standin == "generic":
         for body in standins:
@@ -215,3 +216,15 @@ def test_add_standin_reproduces_every_table():
     p = _params(ADD_CASES[0])
     t1, _, _, _ = add_tables(p)
     assert add_standin(t1 + 2, p.input1_zero_point, p.input1_multiplier, p.input1_shift).tolist() == [1]
+
+
+def test_add_tables_survive_the_flash_fallback_to_byte_gemm_weights():
+    # mcc picks the byte GEMM layouts when the 16-bit ones would not fit (MCUNet-VWW on the M7 board); the add tables
+    # (1 KB each) stay, so a speed-first build keeps the table kernel
+    from compiler.driver import plan_and_lower
+
+    graph = _adds_graph(ADD_CASES[:3])
+    _, program, _ = plan_and_lower(graph.clone(), "t", flash_bytes=1)
+    assert program.narrow_gemm
+    tables = [a for a in program.weights if a.alternative is not None]
+    assert len(tables) == 4 and all(a.alternative[0] == ADD_STANDIN and a.array.size == 256 for a in tables)

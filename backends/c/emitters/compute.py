@@ -343,6 +343,12 @@ def add_tables(p: AddParams) -> tuple[np.ndarray, np.ndarray, int, int]:
     return t1.astype(np.int32), t2.astype(np.int32), half, int(not np.array_equal(fast[0], want))
 
 
+ADD_STANDIN = f"{NARROW} && !defined(MCC_ADD_TABLES)"
+"""When the C compiles :func:`add_standin` instead of an add table: size-first builds (-Os defines
+``MCC_GEMM_NARROW``), unless ``MCC_ADD_TABLES`` is defined. Not when mcc itself picks the byte GEMM layouts for lack
+of flash (:meth:`~backends.c.lower.Program.use_narrow_gemm`): the tables are small next to those weights."""
+
+
 def add_standin(table: np.ndarray, zp: int, m: int, shift: int) -> np.ndarray:
     """What a size-first build compiles instead of an :func:`add_tables` table: ``{3, -zp, mh, ml, h, e, sign}``,
     the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that compute the table's entries
@@ -384,13 +390,13 @@ def add(op: Op, ctx: LowerContext) -> None:
         ctx.call("mcc_add_s8", [params, _source(ctx, a), _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
         return
     # equal tables (the tiles of one add, adds of equal quantization, both inputs alike) are emitted once; a
-    # size-first build (MCC_GEMM_NARROW, also set when flash is short) compiles a stand-in instead (add_standin)
+    # size-first build compiles a stand-in instead (add_standin); the flash fallback to the byte GEMM layouts keeps them
     cache: dict[bytes, str] = ctx.__dict__.setdefault("_add_tables", {})
     syms = []
     for t, zp, m, sh in ((t1, p.input1_zero_point, p.input1_multiplier, p.input1_shift),
                          (t2, p.input2_zero_point, p.input2_multiplier, p.input2_shift)):
         if t.tobytes() not in cache:
-            cache[t.tobytes()] = ctx.weight(y, t, (NARROW, add_standin(t, zp, m, sh)))
+            cache[t.tobytes()] = ctx.weight(y, t, (ADD_STANDIN, add_standin(t, zp, m, sh)))
         syms.append(cache[t.tobytes()])
     ctx.call("mcc_add_s8_lut", [params, syms[0], syms[1], _source(ctx, a), _source(ctx, b), ctx.act(y)],
              "mcc_elementwise.c")
