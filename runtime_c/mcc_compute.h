@@ -151,8 +151,8 @@ void mcc_add_s8(const mcc_add_params *p, const int8_t *in1, const int8_t *in2, i
 /* nn.add of two operands of the result's shape (no broadcasting), element i of each: t1 and t2 hold 256 words,
    twice TFLite's rescaled input for every int8 value (indexed by its byte, (uint8_t)x), from
    backends/c/emitters/compute.py add_tables (all even). Only the out_* fields, act_min/act_max, fast_half,
-   fast_sign and the element count out_d0*out_d1*out_d2*out_d3 are read. A size-first build (MCC_GEMM_NARROW
-   without MCC_ADD_TABLES) compiles stand-ins instead of the tables, told apart by an odd first word: {3, ...} the
+   fast_sign and the element count out_d0*out_d1*out_d2*out_d3 are read. A build that defines MCC_ADD_NO_TABLES
+   compiles stand-ins instead of the tables, told apart by an odd first word: {3, ...} the
    constants of an exact arithmetic rescale, {1} run mcc_add_s8 on all of p. Reads element i of both operands before writing it, so the result may overlap an operand as
    compiler/overlap.py's elementwise contract allows. */
 void mcc_add_s8_lut(const mcc_add_params *p, const int32_t *t1, const int32_t *t2, const int8_t *in1,

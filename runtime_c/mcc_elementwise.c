@@ -140,7 +140,7 @@ static void mcc_add_s8_arith(const mcc_add_params *p, const int32_t *k1, const i
 void mcc_add_s8_lut(const mcc_add_params *p, const int32_t *t1, const int32_t *t2, const int8_t *in1,
                     const int8_t *in2, int8_t *out) {
     const int32_t n = p->out_d0 * p->out_d1 * p->out_d2 * p->out_d3;
-    if ((t1[0] | t2[0]) & 1) { /* a size-first build's stand-ins for the tables (table words are even) */
+    if ((t1[0] | t2[0]) & 1) { /* MCC_ADD_NO_TABLES: stand-ins for the tables (table words are even) */
         if (t1[0] == 3 && t2[0] == 3) {
             mcc_add_s8_arith(p, t1, t2, in1, in2, out, n);
         } else {

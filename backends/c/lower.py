@@ -81,7 +81,7 @@ class Program:
 
     def use_narrow_gemm(self) -> None:
         """Keep only the byte layout of every weight array that has one (half the flash of the 16-bit one). Arrays
-        with another condition (the add tables, ``defined(MCC_GEMM_NARROW) && ...``) stay as they are."""
+        with another condition (the add tables, ``MCC_ADD_NO_TABLES``) stay as they are."""
         for a in self.weights:
             if a.alternative is not None and a.alternative[0] == "defined(MCC_GEMM_NARROW)":
                 a.array, a.alternative = a.alternative[1], None

@@ -179,10 +179,9 @@ def test_pool_and_mean_fast_paths_match_interpreter(tmp_path, sanitize):
 
 
 @pytest.mark.parametrize("standin", ["arithmetic", "generic"])
-def test_add_without_tables_in_a_size_first_build(tmp_path, standin):
-    # MCC_GEMM_NARROW (-Os, or flash too short for the wide layouts) compiles a stand-in per table: the constants of
-    # the arithmetic rescale ({3, ...}), or {1} (mcc_add_s8) where that would not be exact. Defining it in the weight
-    # file alone is what the flash fallback does.
+def test_add_without_tables(tmp_path, standin):
+    # MCC_ADD_NO_TABLES compiles a stand-in per table: the constants of the arithmetic rescale ({3, ...}), or {1}
+    # (mcc_add_s8) where that would not be exact. Only the weight file reads the macro.
     from compiler.interpreter import run
     from tests.backend.harness import compile_to_c, run_c
 
@@ -197,7 +196,7 @@ def test_add_without_tables_in_a_size_first_build(tmp_path, standin):
     if standin == "generic":
         for body in standins:
             text = text.replace("{\n    " + body + "\n};", "{\n    1\n};")
-    weights.write_text("#define MCC_GEMM_NARROW 1\n" + text)
+    weights.write_text("#define MCC_ADD_NO_TABLES 1\n" + text)
     samples = _extreme_batches(graph, 3, 4)
     batches = [np.stack([s[i] for s in samples]) for i in range(len(graph.inputs))]
     got = run_c(out, graph, batches, sanitize=standin == "arithmetic")

@@ -343,15 +343,17 @@ def add_tables(p: AddParams) -> tuple[np.ndarray, np.ndarray, int, int]:
     return t1.astype(np.int32), t2.astype(np.int32), half, int(not np.array_equal(fast[0], want))
 
 
-ADD_STANDIN = f"{NARROW} && !defined(MCC_ADD_TABLES)"
-"""When the C compiles :func:`add_standin` instead of an add table: size-first builds (-Os defines
-``MCC_GEMM_NARROW``), unless ``MCC_ADD_TABLES`` is defined. Not when mcc itself picks the byte GEMM layouts for lack
-of flash (:meth:`~backends.c.lower.Program.use_narrow_gemm`): the tables are small next to those weights."""
+ADD_STANDIN = "defined(MCC_ADD_NO_TABLES)"
+"""When the C compiles :func:`add_standin` instead of an add table: only when the build defines
+``MCC_ADD_NO_TABLES`` (to save 1 KB of flash per table), so that the report's flash figures, which count the
+tables, stay a lower bound of the build's read-only data at every optimisation level. Neither -Os nor mcc's own
+fallback to the byte GEMM layouts for lack of flash (:meth:`~backends.c.lower.Program.use_narrow_gemm`) drops
+them."""
 
 
 def add_standin(table: np.ndarray, zp: int, m: int, shift: int) -> np.ndarray:
-    """What a size-first build compiles instead of an :func:`add_tables` table: ``{3, -zp, mh, ml, h, e, sign}``,
-    the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that compute the table's entries
+    """What a build with ``MCC_ADD_NO_TABLES`` compiles instead of an :func:`add_tables` table:
+    ``{3, -zp, mh, ml, h, e, sign}``, the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that compute the table's entries
     (halved) with 32-bit integer arithmetic, when that gives all 256 of them; else ``{1}``, and the kernel runs the
     generic ``mcc_add_s8``. Word 0 is odd: table words are all even, so the kernel tells the two apart."""
     e = -shift
@@ -390,7 +392,7 @@ def add(op: Op, ctx: LowerContext) -> None:
         ctx.call("mcc_add_s8", [params, _source(ctx, a), _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
         return
     # equal tables (the tiles of one add, adds of equal quantization, both inputs alike) are emitted once; a
-    # size-first build compiles a stand-in instead (add_standin); the flash fallback to the byte GEMM layouts keeps them
+    # build with MCC_ADD_NO_TABLES compiles a stand-in instead (add_standin)
     cache: dict[bytes, str] = ctx.__dict__.setdefault("_add_tables", {})
     syms = []
     for t, zp, m, sh in ((t1, p.input1_zero_point, p.input1_multiplier, p.input1_shift),
