@@ -353,9 +353,10 @@ them."""
 
 def add_standin(table: np.ndarray, zp: int, m: int, shift: int) -> np.ndarray:
     """What a build with ``MCC_ADD_NO_TABLES`` compiles instead of an :func:`add_tables` table:
-    ``{3, -zp, mh, ml, h, e, sign}``, the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that compute the table's entries
-    (halved) with 32-bit integer arithmetic, when that gives all 256 of them; else ``{1}``, and the kernel runs the
-    generic ``mcc_add_s8``. Word 0 is odd: table words are all even, so the kernel tells the two apart."""
+    ``{3, -zp, mh, ml, h, e, sign}``, the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that
+    compute the table's entries (halved) with 32-bit integer arithmetic, when that gives all 256 of them; else
+    ``{1}``, and the kernel runs the generic ``mcc_add_s8``. Word 0 is odd: table words are all even, so the
+    kernel tells the two apart."""
     e = -shift
     if not 0 <= e <= 31 or m < 0:
         return np.array([1], np.int32)
