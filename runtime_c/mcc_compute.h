@@ -139,10 +139,24 @@ typedef struct {
     int32_t left_shift;             /* headroom bits (20 for 8-bit add) */
     int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
     int32_t out_zp, act_min, act_max;
+    int32_t fast_half; /* mcc_add_s8_lut only: 2^(r-1) + out_zp * 2^r (r = -out_shift) when its one-step output
+                          requantization is proved exact, else 0; mcc_add_s8 ignores it */
+    int32_t fast_sign; /* mcc_add_s8_lut with fast_half: 1 when a negative sum needs its rounding fix (0 only when
+                          every input pair was checked to give the same result without it) */
 } mcc_add_params;
 
 /* nn.add, TFLite's 8-bit ADD: both inputs rescaled to a common scale, summed, rescaled to the output. */
 void mcc_add_s8(const mcc_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* nn.add of two operands of the result's shape (no broadcasting), element i of each: t1 and t2 hold 256 words,
+   twice TFLite's rescaled input for every int8 value (indexed by its byte, (uint8_t)x), from
+   backends/c/emitters/compute.py add_tables (all even). Only the out_* fields, act_min/act_max, fast_half,
+   fast_sign and the element count out_d0*out_d1*out_d2*out_d3 are read. A build that defines MCC_ADD_NO_TABLES
+   compiles stand-ins instead of the tables, told apart by an odd first word: {3, ...} the
+   constants of an exact arithmetic rescale, {1} run mcc_add_s8 on all of p. Reads element i of both operands before writing it, so the result may overlap an operand as
+   compiler/overlap.py's elementwise contract allows. */
+void mcc_add_s8_lut(const mcc_add_params *p, const int32_t *t1, const int32_t *t2, const int8_t *in1,
+                    const int8_t *in2, int8_t *out);
 
 typedef struct {
     int32_t out_d0, out_d1, out_d2, out_d3;

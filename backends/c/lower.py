@@ -80,9 +80,10 @@ class Program:
     ``mcc_gemm.c``): set by :meth:`use_narrow_gemm` when the 16-bit layout would not fit the target's flash."""
 
     def use_narrow_gemm(self) -> None:
-        """Keep only the byte layout of every weight array that has one (half the flash of the 16-bit one)."""
+        """Keep only the byte layout of every weight array that has one (half the flash of the 16-bit one). Arrays
+        with another condition (the add tables, ``MCC_ADD_NO_TABLES``) stay as they are."""
         for a in self.weights:
-            if a.alternative is not None:
+            if a.alternative is not None and a.alternative[0] == "defined(MCC_GEMM_NARROW)":
                 a.array, a.alternative = a.alternative[1], None
         self.narrow_gemm = True
 

@@ -22,9 +22,9 @@ from compiler.ir import DType, Op, Value
 from compiler.opdef import attr
 from compiler.ops._common import act_range_int, per_tensor
 from compiler.ops.conv import depthwise_in_place, requant_multipliers
-from compiler.ops.elementwise import add_params, mul_params
+from compiler.ops.elementwise import AddParams, add_kernel, add_params, mul_params
 from compiler.ops.pool import mean_multiplier
-from compiler.quant import quantize_multiplier
+from compiler.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 
 def _source(ctx: LowerContext, v: Value) -> str:
@@ -363,19 +363,105 @@ def broadcast_strides(op: Op) -> dict[str, int]:
     return fields
 
 
+def add_tables(p: AddParams) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The tables, ``fast_half`` and ``fast_sign`` of ``mcc_add_s8_lut`` (``runtime_c/mcc_elementwise.c``).
+
+    Table k holds, for every int8 value ``x`` at index ``x & 0xFF``, twice TFLite's rescaled input
+    ``MultiplyByQuantizedMultiplier((x - zp_k) << left_shift, m_k, shift_k)``, computed by the interpreter's own
+    arithmetic, so the kernel's ``(t1[a] + t2[b]) / 2`` is the reference's sum exactly. ``fast_half`` is
+    ``2^(r-1) + out_zp * 2^r`` (r = -output_shift) when the kernel's one-step requantization applies: r >= 1, the
+    doubled sum fits int32 (|t1| + |t2| < 2^31) and the rounding constant keeps SMMLAR's 64-bit sum in range
+    (|fast_half| < 2^30); otherwise 0, and the kernel requantizes the sum with TFLite's own routine.
+
+    An add has only 65,536 input pairs, so the one-step form is also checked on all of them against the
+    interpreter's :func:`~compiler.ops.elementwise.add_kernel` (a failure is a compiler bug), and ``fast_sign`` is
+    0 only when the form without the rounding fix of negative sums gives every pair's result too.
+    """
+    x = np.arange(256, dtype=np.int64)
+    x = np.where(x > 127, x - 256, x)  # the int8 value of each table index
+    tables = []
+    for zp, m, sh in ((p.input1_zero_point, p.input1_multiplier, p.input1_shift),
+                      (p.input2_zero_point, p.input2_multiplier, p.input2_shift)):
+        scaled = multiply_by_quantized_multiplier((x - zp) * (1 << p.left_shift), m, sh)
+        tables.append(2 * np.asarray(scaled, dtype=np.int64))
+    t1, t2 = tables
+    if int(np.abs(t1).max()) + int(np.abs(t2).max()) >= 1 << 31:
+        raise UnsupportedOpError("the rescaled add inputs exceed the int32 range")  # impossible for TFLite's m < 1
+    r = -p.output_shift
+    half = (1 << (r - 1)) + p.output_zero_point * (1 << r) if r >= 1 else 0
+    if not -(1 << 30) < half < (1 << 30):
+        half = 0
+    if half == 0:
+        return t1.astype(np.int32), t2.astype(np.int32), 0, 1
+    want = add_kernel(p, x[:, None], x[None, :])
+    acc2 = t1[:, None] + t2[None, :]
+    t = ((acc2 * p.output_multiplier + (1 << 31)) >> 32) + half  # SMMLAR
+    fast = [np.clip(((t + (acc2 >> 31) if sign else t) >> r), p.act_min, p.act_max) for sign in (0, 1)]
+    if not np.array_equal(fast[1], want):
+        raise AssertionError("mcc_add_s8_lut's requantization differs from TFLite's")  # the proof above is wrong
+    return t1.astype(np.int32), t2.astype(np.int32), half, int(not np.array_equal(fast[0], want))
+
+
+ADD_STANDIN = "defined(MCC_ADD_NO_TABLES)"
+"""When the C compiles :func:`add_standin` instead of an add table: only when the build defines
+``MCC_ADD_NO_TABLES`` (to save 1 KB of flash per table), so that the report's flash figures, which count the
+tables, stay a lower bound of the build's read-only data at every optimisation level. Neither -Os nor mcc's own
+fallback to the byte GEMM layouts for lack of flash (:meth:`~backends.c.lower.Program.use_narrow_gemm`) drops
+them."""
+
+
+def add_standin(table: np.ndarray, zp: int, m: int, shift: int) -> np.ndarray:
+    """What a build with ``MCC_ADD_NO_TABLES`` compiles instead of an :func:`add_tables` table:
+    ``{3, -zp, mh, ml, h, e, sign}``, the constants of ``mcc_add_rescale`` (``runtime_c/mcc_elementwise.c``) that
+    compute the table's entries (halved) with 32-bit integer arithmetic, when that gives all 256 of them; else
+    ``{1}``, and the kernel runs the generic ``mcc_add_s8``. Word 0 is odd: table words are all even, so the
+    kernel tells the two apart."""
+    e = -shift
+    if not 0 <= e <= 31 or m < 0:
+        return np.array([1], np.int32)
+    mh, ml = m >> 11, m & 0x7FF
+    h, sign = (1 << (e - 1), -1) if e >= 1 else (0, 0)
+    a = np.arange(256, dtype=np.int64)
+    x = np.where(a > 127, a - 256, a) - zp
+    terms = [x * mh, (x * ml + 1024) >> 11]
+    total = terms[0] + terms[1] + h + np.where(x < 0, sign, 0)
+    fits = all(int(np.abs(v).max()) < 1 << 31 for v in (*terms, total, x * ml + 1024))
+    if not fits or not np.array_equal(2 * (total >> e), table.astype(np.int64)):
+        return np.array([1], np.int32)
+    return np.array([3, -zp, mh, ml, h, e, sign], np.int32)
+
+
 @emitter("nn.add")
 def add(op: Op, ctx: LowerContext) -> None:
-    """TFLite's 8-bit ADD with the interpreter's :class:`~compiler.ops.elementwise.AddParams`."""
+    """TFLite's 8-bit ADD with the interpreter's :class:`~compiler.ops.elementwise.AddParams`; operands of the
+    result's shape take the table kernel (:func:`add_tables`), broadcasts the generic one."""
     a, b = op.operands
     y = op.result
     _require_int8(op, [b])
     p = add_params(a.type, b.type, y.type, act_range_int(op, y.type))
+    strides = broadcast_strides(op)
+    same = a.type.shape == b.type.shape == y.type.shape
+    t1, t2, half, sign = add_tables(p) if same else (None, None, 0, 1)
     params = ctx.params(
-        "mcc_add_params", **broadcast_strides(op), in1_offset=-p.input1_zero_point, in2_offset=-p.input2_zero_point,
+        "mcc_add_params", **strides, in1_offset=-p.input1_zero_point, in2_offset=-p.input2_zero_point,
         left_shift=p.left_shift, in1_mult=p.input1_multiplier, in1_shift=p.input1_shift,
         in2_mult=p.input2_multiplier, in2_shift=p.input2_shift, out_mult=p.output_multiplier,
-        out_shift=p.output_shift, out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max)
-    ctx.call("mcc_add_s8", [params, _source(ctx, a), _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
+        out_shift=p.output_shift, out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max,
+        fast_half=half, fast_sign=sign)
+    if t1 is None or t2 is None:
+        ctx.call("mcc_add_s8", [params, _source(ctx, a), _source(ctx, b), ctx.act(y)], "mcc_elementwise.c")
+        return
+    # equal tables (the tiles of one add, adds of equal quantization, both inputs alike) are emitted once; a
+    # build with MCC_ADD_NO_TABLES compiles a stand-in instead (add_standin)
+    cache: dict[bytes, str] = ctx.__dict__.setdefault("_add_tables", {})
+    syms = []
+    for t, zp, m, sh in ((t1, p.input1_zero_point, p.input1_multiplier, p.input1_shift),
+                         (t2, p.input2_zero_point, p.input2_multiplier, p.input2_shift)):
+        if t.tobytes() not in cache:
+            cache[t.tobytes()] = ctx.weight(y, t, (ADD_STANDIN, add_standin(t, zp, m, sh)))
+        syms.append(cache[t.tobytes()])
+    ctx.call("mcc_add_s8_lut", [params, syms[0], syms[1], _source(ctx, a), _source(ctx, b), ctx.act(y)],
+             "mcc_elementwise.c")
 
 
 @emitter("nn.mul")
