@@ -23,9 +23,9 @@
  * multiple of four zeros), which every block of four output channels then reads with LDM: a 1x1 pixel and window
  * rows of whole groups straight from the input, other windows through an int8 column in the upper half of the
  * scratch, expanded down in place. A window whose rows are no whole groups and contiguous (a first layer of 1-3
- * input channels) has a row-split column (params column 2, weights permuted to match by the emitter): each row's
- * whole groups expanded straight from the input, then the rows' last taps packed together; only a window over the
- * border is gathered tap by tap. With byte_column (params column 1, set by the memory planner where the int16 column
+ * input channels) has a row-split column (params column 2, the 16-bit weights permuted to match by the emitter; the
+ * byte layout keeps window order and its build no row split): each row's whole groups expanded straight from the
+ * input, then the rows' last taps packed together; only a window over the border is gathered tap by tap. With byte_column (params column 1, set by the memory planner where the int16 column
  * would raise the peak) and for fully connected layers the kernel multiplies raw input bytes instead, unpacked with SXTB16: a 1x1
  * pixel in place, else an int8 column of p->depth bytes. Output pixels are written in raster order, all channels of
  * a pixel before the next pixel is read, which is the memory planner's overlap contract (compiler/overlap.py). */
@@ -369,44 +369,22 @@ static inline void mcc_gemm_store4(const mcc_gemm_params *p, mcc_gemm_out q, int
 
 /* Four output channels over two groups (eight taps) of raw input bytes at xp; advances xp and wp. */
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
-/* Two LDR and four SXTB16 unpack the eight bytes, then per channel two LDRD of its weights and four SMLAD:
-   30 instructions, 32 MACs, in twelve registers of the compiler's choice. */
+/* Two LDR and four SXTB16 unpack the eight bytes, then per channel one LDM of its four weight words and four SMLAD:
+   26 instructions, 32 MACs; the words in fixed registers as in MCC_GEMM_GROUP8_S16. */
 #define MCC_GEMM_GROUP8_S8(xp, wp)                                                                  \
     do {                                                                                            \
-        uint32_t x0_, x1_, x2_, x3_, w0_, w1_;                                                      \
+        register uint32_t x0_ __asm__("r8"), x1_ __asm__("r9"), x2_ __asm__("r10"), x3_ __asm__("r11"); \
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12"); \
         __asm__("ldr %[x1], [%[x]], #4\n\t"                                                         \
                 "ldr %[x3], [%[x]], #4\n\t"                                                         \
                 "sxtb16 %[x0], %[x1]\n\t"                                                           \
                 "sxtb16 %[x1], %[x1], ror #8\n\t"                                                   \
                 "sxtb16 %[x2], %[x3]\n\t"                                                           \
                 "sxtb16 %[x3], %[x3], ror #8\n\t"                                                   \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
-                "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a0], %[x2], %[w0], %[a0]\n\t"                                              \
-                "smlad %[a0], %[x3], %[w1], %[a0]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a1], %[x0], %[w0], %[a1]\n\t"                                              \
-                "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a1], %[x2], %[w0], %[a1]\n\t"                                              \
-                "smlad %[a1], %[x3], %[w1], %[a1]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a2], %[x0], %[w0], %[a2]\n\t"                                              \
-                "smlad %[a2], %[x1], %[w1], %[a2]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a2], %[x2], %[w0], %[a2]\n\t"                                              \
-                "smlad %[a2], %[x3], %[w1], %[a2]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
-                "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a3], %[x2], %[w0], %[a3]\n\t"                                              \
-                "smlad %[a3], %[x3], %[w1], %[a3]"                                                  \
+                MCC_GEMM_LDM_4CH                                                                    \
                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
-                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),               \
-                  [w0] "=&r"(w0_), [w1] "=&r"(w1_)                                                  \
+                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),                   \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)                    \
                 :                                                                                   \
                 : "memory");                                                                        \
     } while (0)
@@ -479,11 +457,11 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
 /* Every block of four output channels of one pixel (out_c a multiple of 4, p->rq_fast, the whole int8 range as the
    clamp) with no per-block checks; folded (a constant where inlined): the rows hold the zero point (rq_fast 2). */
-__attribute__((always_inline)) static inline void mcc_gemm_blocks_fast(const uint32_t *x, const uint32_t *x16,
-                                                                       int32_t groups, const int32_t *wp,
-                                                                       const int32_t *bias, const int32_t *rq,
-                                                                       int32_t zp, int8_t *out, int32_t out_c,
-                                                                       int folded) {
+__attribute__((always_inline)) static inline void mcc_gemm_blocks_fast(const uint32_t *x, int32_t groups,
+                                                                       const int32_t *wp, const int32_t *bias,
+                                                                       const int32_t *rq, int32_t zp, int8_t *out,
+                                                                       int32_t out_c, int folded) {
+    const uint32_t *const x16 = x + 8 * (groups >> 2);
     const int8_t *const end = out + out_c;
     do {
         int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
@@ -565,11 +543,11 @@ MCC_GEMM_INLINE void mcc_gemm_pixel16(const mcc_gemm_params *p, int mode, const 
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
     const int32_t groups = p->depth >> 2;
     if (mode == 2) {
-        mcc_gemm_blocks_fast(x, x + 8 * (groups >> 2), groups, w, bias, rq, 0, out, p->out_c, 1);
+        mcc_gemm_blocks_fast(x, groups, w, bias, rq, 0, out, p->out_c, 1);
         return;
     }
     if (mode == 1) {
-        mcc_gemm_blocks_fast(x, x + 8 * (groups >> 2), groups, w, bias, rq, p->out_zp, out, p->out_c, 0);
+        mcc_gemm_blocks_fast(x, groups, w, bias, rq, p->out_zp, out, p->out_c, 0);
         return;
     }
 #else
@@ -654,8 +632,8 @@ static void mcc_gemm_im2col(const mcc_gemm_params *p, const int8_t *image, int32
 
 /* The int16 column of the window at (iy0, ix0) when a window row is a whole number of groups (k_w * in_c a
    multiple of four), the input zero point over the padding: a row inside the image is expanded straight from the
-   input, a row hanging over the left or right edge is gathered byte by byte, four taps to a word. */
-#if !defined(__OPTIMIZE_SIZE__)
+   input, a row hanging over the left or right edge pixel by pixel when in_c is a multiple of four (not in a
+   size-first build), else byte by byte, four taps to a word. */
 static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
                                 uint32_t *col) {
     const int32_t row_bytes = p->k_w * p->in_c;
@@ -679,6 +657,23 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
             d += row_taps >> 1;
             continue;
         }
+#if !defined(__OPTIMIZE_SIZE__)
+        if (!(p->in_c & 3)) { /* each tap pixel is whole groups: expanded, or the zero point */
+            for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dil_w;
+                if (ix >= 0 && ix < p->in_w) {
+                    mcc_gemm_expand(row + (size_t)ix * p->in_c, p->in_c, p->in_c, d);
+                    d += p->in_c >> 1;
+                } else {
+                    for (int32_t t = 0; t < p->in_c; t += 4, d += 2) {
+                        d[0] = pad_a;
+                        d[1] = pad_b;
+                    }
+                }
+            }
+            continue;
+        }
+#endif
         uint32_t v = 0;
         int32_t j = 0;
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
@@ -703,8 +698,8 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
         }
     }
 }
-#endif
 
+#if !defined(MCC_GEMM_NARROW)
 /* The row-split column (p->column == 2) of the window at (iy0, ix0) as raw bytes, the input zero point over the
    padding, zeros up to p->depth: the int8 form of mcc_gemm_col_split for a window over the border. */
 static void mcc_gemm_im2col_split(const mcc_gemm_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
@@ -712,23 +707,24 @@ static void mcc_gemm_im2col_split(const mcc_gemm_params *p, const int8_t *image,
     const int32_t full = (p->k_w * p->in_c) & ~3;
     int8_t *head = col;
     int8_t *tail = col + (size_t)p->k_h * full;
+    const int8_t pad = (int8_t)p->pad_value;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
         const int row_ok = iy >= 0 && iy < p->in_h;
-        int32_t j = 0;
+        int8_t *d = head;
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + kx; /* dil_w == 1 */
             const int ok = row_ok && ix >= 0 && ix < p->in_w;
-            const int8_t *x = ok ? image + ((size_t)iy * p->in_w + ix) * p->in_c : NULL;
-            for (int32_t c = 0; c < p->in_c; ++c, ++j) {
-                const int8_t b = ok ? x[c] : (int8_t)p->pad_value;
-                if (j < full) {
-                    *head++ = b;
-                } else {
-                    *tail++ = b;
+            const int8_t *x = ok ? image + ((size_t)iy * p->in_w + ix) * p->in_c : &pad;
+            for (int32_t c = 0; c < p->in_c; ++c, x += ok) {
+                if (d == head + full) { /* the row's last taps (at least one: column 2) go to the tail */
+                    d = tail;
                 }
+                *d++ = *x;
             }
         }
+        head += full;
+        tail = d;
     }
     for (int32_t k = (int32_t)(tail - col); k < p->depth; ++k) {
         col[k] = 0;
@@ -737,51 +733,59 @@ static void mcc_gemm_im2col_split(const mcc_gemm_params *p, const int8_t *image,
 
 /* A row-split convolution (p->column == 2): per output pixel, an interior window's int16 column is expanded straight
    from its input rows (each row's whole groups of four taps), the rows' last k_w * in_c % 4 taps staged as bytes
-   in the upper half of the column's tail words and expanded down in place; a window over the border (every window
-   in a size-first build) is gathered tap by tap (mcc_gemm_im2col_split). */
+   in the upper half of the column's tail words and expanded down in place; a window over the border is gathered tap
+   by tap (mcc_gemm_im2col_split). The byte layout (MCC_GEMM_NARROW) keeps window order: no row split. */
 static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, const int32_t *w,
                                 const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch) {
     uint32_t *const col16 = (uint32_t *)(void *)scratch;
     const int mode = mcc_gemm_mode(p);
-#if !defined(__OPTIMIZE_SIZE__)
     const int32_t full = (p->k_w * p->in_c) & ~3, rest = (p->k_w * p->in_c) & 3;
-    const int32_t head = p->k_h * full;        /* taps of the rows' whole groups */
+    const int32_t k_h = p->k_h;
+    const int32_t head = k_h * full;           /* taps of the rows' whole groups */
     const int32_t tail = p->depth - head;      /* the rows' last taps, rounded up to a group */
     uint32_t *const tail16 = col16 + (head >> 1);
     int8_t *const stage = (int8_t *)(void *)tail16 + tail;
     const size_t step = (size_t)p->dil_h * p->in_w * p->in_c;
     const int32_t ox_lo = (p->pad_left + p->stride_w - 1) / p->stride_w; /* first ox with ix0 >= 0 */
-    const int32_t span_h = (p->k_h - 1) * p->dil_h;
-#endif
+    const int32_t ox_end = p->in_w - p->k_w + p->pad_left;               /* ox * stride_w <= ox_end inside */
+    const int32_t span_h = (k_h - 1) * p->dil_h;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
-#if !defined(__OPTIMIZE_SIZE__)
         const int rows_in = iy0 >= 0 && iy0 + span_h < p->in_h;
-#endif
+        const int8_t *const row0 = rows_in ? image + (size_t)iy0 * p->in_w * p->in_c : image;
         for (int32_t ox = 0; ox < p->out_w; ++ox, out += p->out_c) {
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
-#if !defined(__OPTIMIZE_SIZE__)
-            if (rows_in && ox >= ox_lo && ix0 + p->k_w <= p->in_w) {
-                const int8_t *r = image + ((size_t)iy0 * p->in_w + ix0) * p->in_c;
+            if (rows_in && ox >= ox_lo && ox * p->stride_w <= ox_end) {
+                const int8_t *r = row0 + (size_t)ix0 * p->in_c;
                 uint32_t *d = col16;
                 int8_t *st = stage;
+                int32_t ky = k_h;
                 const uint32_t zero = 0;
                 memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps (fewer than four) */
-                for (int32_t ky = 0; ky < p->k_h; ++ky, r += step) {
+                do {
                     const int8_t *x = r;
-                    for (int32_t k = 0; k < full; k += 4, x += 4, d += 2) {
+                    const int8_t *const xe = r + full;
+                    for (; x != xe; x += 4, d += 2) {
                         const uint32_t v = mcc_read32(x);
                         d[0] = MCC_SXTB16(v);
                         d[1] = MCC_SXTB16_ROR8(v);
                     }
-                    for (int32_t t = 0; t < rest; ++t) {
-                        *st++ = x[t];
+                    st[0] = x[0]; /* rest >= 1 */
+                    if (rest > 1) {
+                        st[1] = x[1];
+                        if (rest > 2) {
+                            st[2] = x[2];
+                        }
                     }
+                    st += rest;
+                    r += step;
+                } while (--ky);
+                for (int32_t g = 0; g < tail; g += 4) { /* in place: group g is read before its words are written */
+                    const uint32_t v = mcc_read32(stage + g);
+                    tail16[g >> 1] = MCC_SXTB16(v);
+                    tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
                 }
-                mcc_gemm_expand(stage, tail, tail, tail16);
-            } else
-#endif
-            { /* the int8 column in the upper half, expanded down in place */
+            } else { /* the int8 column in the upper half, expanded down in place */
                 mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + p->depth);
                 mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
             }
@@ -789,6 +793,7 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
         }
     }
 }
+#endif
 
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
@@ -797,11 +802,13 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
     uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
+#if !defined(MCC_GEMM_NARROW)
         if (p->column == 2) {
             mcc_gemm_conv_split(p, image, w, bias, rq, out, scratch);
             out += (size_t)p->out_h * p->out_w * p->out_c;
             continue;
         }
+#endif
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
@@ -815,12 +822,9 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                     }
                     mcc_gemm_pixel(p, x, w, bias, rq, out);
                 } else if (!direct) {
-#if !defined(__OPTIMIZE_SIZE__)
                     if (!((p->k_w * p->in_c) & 3)) {
                         mcc_gemm_im2col_s16(p, image, iy0, ix0, col16);
-                    } else
-#endif
-                    { /* the int8 column in the upper half, expanded down in place (any window, the smaller code) */
+                    } else { /* the int8 column in the upper half, expanded down in place */
                         mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
                         mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
                     }

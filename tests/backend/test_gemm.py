@@ -221,10 +221,13 @@ def test_row_split_columns_match_the_interpreter(tmp_path, kh, kw, ci, stride, d
     assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
 
 
-def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path):
-    """The Cortex-M7 -O3 paths (a row-split first layer, the fast block loop with the zero point folded into the
-    requantization rows) on QEMU equal the interpreter bit for bit: a 3x3 stride-2 conv of 3 channels with padding
-    on the bottom and right, then a pointwise conv of 8 channels."""
+@pytest.mark.parametrize("opt", ["O3", "Os"])
+def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
+    """The Cortex-M7 paths on QEMU equal the interpreter bit for bit: at -O3 a row-split first layer and the fast
+    block loop with the zero point folded into the requantization rows, the LDM block on raw input bytes
+    (byte_column); at -Os the byte layout, whose weights keep window order for the row-split layer. A 3x3 stride-2
+    conv of 3 channels with padding on the bottom and right, a pointwise conv of 8 channels, a 3x3 conv of 16
+    channels on its input bytes."""
     import shutil
 
     if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
@@ -239,22 +242,23 @@ def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path):
     g = Graph("g")
     x = g.add_input(_t8((1, 12, 11, 3), 0.02, -128), "x")
     h = x
-    for i, (k, ci, co, s, p) in enumerate([(3, 3, 8, 2, (0, 0, 1, 1)), (1, 8, 16, 1, (0, 0, 0, 0))]):
+    for i, (k, ci, co, s, p) in enumerate([(3, 3, 8, 2, (0, 0, 1, 1)), (1, 8, 16, 1, (0, 0, 0, 0)),
+                                           (3, 16, 8, 1, (1, 1, 1, 1))]):
         scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
         w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
                   TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
         b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
                   TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
         hw = (h.type.shape[1] + p[0] + p[2] - k) // s + 1, (h.type.shape[2] + p[1] + p[3] - k) // s + 1
-        h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, -128 + 7 * i)],
-                     {"pads": p, "strides": (s, s)}, [f"y{i}"]).result
+        attrs = {"pads": p, "strides": (s, s), "byte_column": i == 2}  # the last one on raw input bytes
+        h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, -128 + 7 * i)], attrs, [f"y{i}"]).result
     g.outputs = [h]
     verify(g)
     report = compile_to_c(g, tmp_path / "c")
     params = (tmp_path / "c" / "t.c").read_text()
-    assert ".column = 2," in params and ".rq_fast = 2," in params  # the paths under test are taken
+    assert all(f".column = {c}," in params for c in (1, 2)) and ".rq_fast = 2," in params  # the paths under test
     batches = random_c_batches(report, 3, seed=2)
-    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
+    res = emulate(tmp_path / "c", report, "cortex-m7", opt, batches)
     assert res.host_identical is True
     for k in range(3):
         np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")

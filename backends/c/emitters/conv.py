@@ -31,12 +31,10 @@ def conv2d(op: Op, ctx: LowerContext) -> None:
     if gemm_conv(op) and wv is not None:
         geometry = dict(batch=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pt, pad_left=pl)
-        w2d = wv.reshape(oc, -1).astype("int64")
-        split = gemm_row_split(op)
-        if split:  # the column's taps in row-split order (whole groups of every row, then the rows' last taps)
-            w2d = w2d[:, gemm_row_split_order(kh, kw, ic)]
-        emit_gemm(op, ctx, w, w2d, gemm_conv_depth(op), -xzp, geometry, yzp, (lo, hi), ctx.scratch("int8_t"),
-                  row_split=split)
+        # a row-split column (the 16-bit layout only): its taps' order, for the weights
+        order = gemm_row_split_order(kh, kw, ic) if gemm_row_split(op) else None
+        emit_gemm(op, ctx, w, wv.reshape(oc, -1).astype("int64"), gemm_conv_depth(op), -xzp, geometry, yzp,
+                  (lo, hi), ctx.scratch("int8_t"), row_split=order)
         return
     mult, shift = requant_multipliers(op)
     params = ctx.params(

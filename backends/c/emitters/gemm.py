@@ -144,10 +144,12 @@ def fold_zero_point(rows: np.ndarray, zp: int) -> np.ndarray | None:
 
 
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
-              geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str, row_split: bool = False
-              ) -> None:
-    """One ``mcc_conv_gemm_s8`` call for ``op`` with weights ``w2d`` [C_out, K] (zero point removed), its taps in
-    the order of the kernel's column (row-split when ``row_split``, see ``compiler.ops.conv.gemm_row_split``)."""
+              geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str,
+              row_split: list[int] | None = None) -> None:
+    """One ``mcc_conv_gemm_s8`` call for ``op`` with weights ``w2d`` [C_out, K] (zero point removed, taps in window
+    order). ``row_split``: the natural tap index of every position of a row-split column
+    (``compiler.ops.conv.gemm_row_split``), which the 16-bit layout's weights follow; the byte layout (size-first
+    builds, ``MCC_GEMM_NARROW``) keeps window order, its kernel gathering such windows as an int8 column."""
     from compiler.ops.conv import requant_multipliers
 
     bias = op.operands[2].const_value if len(op.operands) > 2 else None
@@ -166,7 +168,8 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
         rq, out_zp, rq_fast = rows, 0, 2  # the kernel then adds no zero point
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
                         act_min=act[0], act_max=act[1], rq_fast=rq_fast,
-                        column=1 if byte_column else 2 if row_split else 0)
-    wsym = ctx.weight(weight, pack_weights(w2d, depth, narrow=False), (NARROW, pack_weights(w2d, depth, narrow=True)))
+                        column=1 if byte_column else 2 if row_split is not None else 0)
+    wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
+    wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
                                   ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
