@@ -13,7 +13,8 @@
  *
  * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. A layer with rq_fast set has, per
  * channel, {m, h, r} and is requantized as ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r) + zp (the emitter's
- * fast_layer proves it exact: accumulators below 2^30, or a near-dead channel encoded as a step). Other layers have
+ * fast_layer proves it exact: accumulators below 2^30, or a near-dead channel encoded as a step; where it fits, the
+ * emitter folds the output zero point into h, fold_zero_point, and zp is 0). Other layers have
  * per-channel rows {m, r, half}: for a channel whose accumulators the emitter has proved below 2^30 in magnitude and
  * whose shift is a right shift (half > 0), the same SMMLAR form; otherwise one 64-bit sum or mcc_mbqm.
  *
@@ -21,8 +22,11 @@
  * words (x0, x2), (x1, x3) per group of four taps; taps over the padding hold the input zero point, the tail up to a
  * multiple of four zeros), which every block of four output channels then reads with LDM: a 1x1 pixel and window
  * rows of whole groups straight from the input, other windows through an int8 column in the upper half of the
- * scratch, expanded down in place. With byte_column (set by the memory planner where the int16 column would raise the
- * peak) and for fully connected layers the kernel multiplies raw input bytes instead, unpacked with SXTB16: a 1x1
+ * scratch, expanded down in place. A window whose rows are no whole groups and contiguous (a first layer of 1-3
+ * input channels) has a row-split column (params column 2, the 16-bit weights permuted to match by the emitter; the
+ * byte layout keeps window order and its build no row split): each row's whole groups expanded straight from the
+ * input, then the rows' last taps packed together; only a window over the border is gathered tap by tap. With byte_column (params column 1, set by the memory planner where the int16 column
+ * would raise the peak) and for fully connected layers the kernel multiplies raw input bytes instead, unpacked with SXTB16: a 1x1
  * pixel in place, else an int8 column of p->depth bytes. Output pixels are written in raster order, all channels of
  * a pixel before the next pixel is read, which is the memory planner's overlap contract (compiler/overlap.py). */
 #include <string.h>
@@ -40,9 +44,9 @@ static int mcc_gemm_direct(const mcc_gemm_params *p) {
 
 size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p) {
     /* the int16 column: the window's k_h * k_w * in_c taps rounded up to a multiple of four, two bytes each; with
-       byte_column, none for a pixel read in place, else an int8 column of as many bytes */
+       byte_column (column 1), none for a pixel read in place, else an int8 column of as many bytes */
     const size_t taps = (size_t)((p->k_h * p->k_w * p->in_c + 3) & ~3);
-    if (p->byte_column) {
+    if (p->column == 1) {
         return mcc_gemm_direct(p) ? 0 : taps;
     }
     return 2 * taps;
@@ -289,25 +293,35 @@ static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
 }
 
 #if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
-/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each
-   (volatile: the stores are its only effect). */
-#define MCC_GEMM_RQ_FAST_STORE(acc, off)                                                            \
+/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each,
+   eight when the zero point is 0 (folded into h by the emitter); volatile: the stores are its only effect. */
+#define MCC_GEMM_RQ_FAST_STORE(acc, off, zp)                                                        \
     "lsl %[" acc "], %[" acc "], #1\n\t"                                                              \
     "ldrd %[m], %[h], [%[rq], #" off "*12]\n\t"                                                     \
     "ldr %[r], [%[rq], #" off "*12+8]\n\t"                                                         \
     "smmlar %[m], %[" acc "], %[m], %[h]\n\t"                                                       \
     "add %[m], %[m], %[" acc "], asr #31\n\t"                                                       \
     "asr %[m], %[m], %[r]\n\t"                                                                      \
-    "add %[m], %[m], %[zp]\n\t"                                                                     \
+    zp                                                                                              \
     "ssat %[m], #8, %[m]\n\t"                                                                       \
     "strb %[m], [%[out], #" off "]\n\t"
+#define MCC_GEMM_ADD_ZP "add %[m], %[m], %[zp]\n\t"
 static inline void mcc_gemm_store4_fast(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
                                         int32_t zp, int8_t *out) {
     int32_t m, h, r;
-    __asm__ volatile(MCC_GEMM_RQ_FAST_STORE("a0", "0") MCC_GEMM_RQ_FAST_STORE("a1", "1")
-            MCC_GEMM_RQ_FAST_STORE("a2", "2") MCC_GEMM_RQ_FAST_STORE("a3", "3")
+    __asm__ volatile(MCC_GEMM_RQ_FAST_STORE("a0", "0", MCC_GEMM_ADD_ZP) MCC_GEMM_RQ_FAST_STORE("a1", "1", MCC_GEMM_ADD_ZP)
+            MCC_GEMM_RQ_FAST_STORE("a2", "2", MCC_GEMM_ADD_ZP) MCC_GEMM_RQ_FAST_STORE("a3", "3", MCC_GEMM_ADD_ZP)
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [m] "=&r"(m), [h] "=&r"(h), [r] "=&r"(r)
             : [rq] "r"(rq), [zp] "r"(zp), [out] "r"(out)
+            : "memory");
+}
+static inline void mcc_gemm_store4_fast0(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *rq,
+                                         int8_t *out) {
+    int32_t m, h, r;
+    __asm__ volatile(MCC_GEMM_RQ_FAST_STORE("a0", "0", "") MCC_GEMM_RQ_FAST_STORE("a1", "1", "")
+            MCC_GEMM_RQ_FAST_STORE("a2", "2", "") MCC_GEMM_RQ_FAST_STORE("a3", "3", "")
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [m] "=&r"(m), [h] "=&r"(h), [r] "=&r"(r)
+            : [rq] "r"(rq), [out] "r"(out)
             : "memory");
 }
 #else
@@ -355,44 +369,22 @@ static inline void mcc_gemm_store4(const mcc_gemm_params *p, mcc_gemm_out q, int
 
 /* Four output channels over two groups (eight taps) of raw input bytes at xp; advances xp and wp. */
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
-/* Two LDR and four SXTB16 unpack the eight bytes, then per channel two LDRD of its weights and four SMLAD:
-   30 instructions, 32 MACs, in twelve registers of the compiler's choice. */
+/* Two LDR and four SXTB16 unpack the eight bytes, then per channel one LDM of its four weight words and four SMLAD:
+   26 instructions, 32 MACs; the words in fixed registers as in MCC_GEMM_GROUP8_S16. */
 #define MCC_GEMM_GROUP8_S8(xp, wp)                                                                  \
     do {                                                                                            \
-        uint32_t x0_, x1_, x2_, x3_, w0_, w1_;                                                      \
+        register uint32_t x0_ __asm__("r8"), x1_ __asm__("r9"), x2_ __asm__("r10"), x3_ __asm__("r11"); \
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12"); \
         __asm__("ldr %[x1], [%[x]], #4\n\t"                                                         \
                 "ldr %[x3], [%[x]], #4\n\t"                                                         \
                 "sxtb16 %[x0], %[x1]\n\t"                                                           \
                 "sxtb16 %[x1], %[x1], ror #8\n\t"                                                   \
                 "sxtb16 %[x2], %[x3]\n\t"                                                           \
                 "sxtb16 %[x3], %[x3], ror #8\n\t"                                                   \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                              \
-                "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a0], %[x2], %[w0], %[a0]\n\t"                                              \
-                "smlad %[a0], %[x3], %[w1], %[a0]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a1], %[x0], %[w0], %[a1]\n\t"                                              \
-                "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a1], %[x2], %[w0], %[a1]\n\t"                                              \
-                "smlad %[a1], %[x3], %[w1], %[a1]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a2], %[x0], %[w0], %[a2]\n\t"                                              \
-                "smlad %[a2], %[x1], %[w1], %[a2]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a2], %[x2], %[w0], %[a2]\n\t"                                              \
-                "smlad %[a2], %[x3], %[w1], %[a2]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a3], %[x0], %[w0], %[a3]\n\t"                                              \
-                "smlad %[a3], %[x1], %[w1], %[a3]\n\t"                                              \
-                "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                 \
-                "smlad %[a3], %[x2], %[w0], %[a3]\n\t"                                              \
-                "smlad %[a3], %[x3], %[w1], %[a3]"                                                  \
+                MCC_GEMM_LDM_4CH                                                                    \
                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp), \
-                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),               \
-                  [w0] "=&r"(w0_), [w1] "=&r"(w1_)                                                  \
+                  [x0] "=&r"(x0_), [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_),                   \
+                  [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)                    \
                 :                                                                                   \
                 : "memory");                                                                        \
     } while (0)
@@ -462,6 +454,40 @@ static void mcc_gemm_pixel(const mcc_gemm_params *p, const int8_t *x, const int3
     }
 }
 
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+/* Every block of four output channels of one pixel (out_c a multiple of 4, p->rq_fast, the whole int8 range as the
+   clamp) with no per-block checks; folded (a constant where inlined): the rows hold the zero point (rq_fast 2). */
+__attribute__((always_inline)) static inline void mcc_gemm_blocks_fast(const uint32_t *x, int32_t groups,
+                                                                       const int32_t *wp, const int32_t *bias,
+                                                                       const int32_t *rq, int32_t zp, int8_t *out,
+                                                                       int32_t out_c, int folded) {
+    const uint32_t *const x16 = x + 8 * (groups >> 2);
+    const int8_t *const end = out + out_c;
+    do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        const uint32_t *xp = x;
+        while (xp != x16) {
+            MCC_GEMM_GROUP8_S16(xp, wp);
+            MCC_GEMM_GROUP8_S16(xp, wp);
+        }
+        if (groups & 2) {
+            MCC_GEMM_GROUP8_S16(xp, wp);
+        }
+        if (groups & 1) {
+            MCC_GEMM_GROUP4_S16(xp, wp);
+        }
+        if (folded) {
+            mcc_gemm_store4_fast0(a0, a1, a2, a3, rq, out);
+        } else {
+            mcc_gemm_store4_fast(a0, a1, a2, a3, rq, zp, out);
+        }
+        bias += 4;
+        rq += 12;
+        out += 4;
+    } while (out != end);
+}
+#endif
+
 /* One output pixel from its int16 column x (p->depth / 4 groups of two words), every output channel. */
 MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t *x, const int32_t *w,
                                         const int32_t *bias, const int32_t *rq, int8_t *out) {
@@ -496,6 +522,38 @@ MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t
         out[c] = p->rq_fast ? mcc_gemm_clamp(q, mcc_gemm_rq_fast(a0, rq + 3 * c) + q.zp)
                             : mcc_gemm_requant(q, a0, rq + 3 * c);
     }
+}
+
+/* How mcc_gemm_pixel16 runs a layer's pixels, fixed per call: 0 mcc_gemm_pixel_s16; 1 and 2 the blocks of
+   mcc_gemm_blocks_fast (out_c a multiple of 4, rq_fast, the whole int8 range), 2 with the zero point folded. */
+static inline int mcc_gemm_mode(const mcc_gemm_params *p) {
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+    if (p->rq_fast && p->act_min == -128 && p->act_max == 127 && !(p->out_c & 3)) {
+        return p->rq_fast == 2 ? 2 : 1;
+    }
+#else
+    (void)p;
+#endif
+    return 0;
+}
+
+/* One output pixel from its int16 column x in the layer's mode (mcc_gemm_mode). */
+MCC_GEMM_INLINE void mcc_gemm_pixel16(const mcc_gemm_params *p, int mode, const uint32_t *x, const int32_t *w,
+                                      const int32_t *bias, const int32_t *rq, int8_t *out) {
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
+    const int32_t groups = p->depth >> 2;
+    if (mode == 2) {
+        mcc_gemm_blocks_fast(x, groups, w, bias, rq, 0, out, p->out_c, 1);
+        return;
+    }
+    if (mode == 1) {
+        mcc_gemm_blocks_fast(x, groups, w, bias, rq, p->out_zp, out, p->out_c, 0);
+        return;
+    }
+#else
+    (void)mode;
+#endif
+    mcc_gemm_pixel_s16(p, x, w, bias, rq, out);
 }
 
 /* The int16 column of n input bytes at src: per group of four bytes the words (x0, x2), (x1, x3), zeros from n up
@@ -574,7 +632,8 @@ static void mcc_gemm_im2col(const mcc_gemm_params *p, const int8_t *image, int32
 
 /* The int16 column of the window at (iy0, ix0) when a window row is a whole number of groups (k_w * in_c a
    multiple of four), the input zero point over the padding: a row inside the image is expanded straight from the
-   input, a row hanging over the left or right edge is gathered byte by byte, four taps to a word. */
+   input, a row hanging over the left or right edge pixel by pixel when in_c is a multiple of four (not in a
+   size-first build), else byte by byte, four taps to a word. */
 static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
                                 uint32_t *col) {
     const int32_t row_bytes = p->k_w * p->in_c;
@@ -598,6 +657,23 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
             d += row_taps >> 1;
             continue;
         }
+#if !defined(__OPTIMIZE_SIZE__)
+        if (!(p->in_c & 3)) { /* each tap pixel is whole groups: expanded, or the zero point */
+            for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dil_w;
+                if (ix >= 0 && ix < p->in_w) {
+                    mcc_gemm_expand(row + (size_t)ix * p->in_c, p->in_c, p->in_c, d);
+                    d += p->in_c >> 1;
+                } else {
+                    for (int32_t t = 0; t < p->in_c; t += 4, d += 2) {
+                        d[0] = pad_a;
+                        d[1] = pad_b;
+                    }
+                }
+            }
+            continue;
+        }
+#endif
         uint32_t v = 0;
         int32_t j = 0;
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
@@ -623,17 +699,121 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
     }
 }
 
+#if !defined(MCC_GEMM_NARROW)
+/* The row-split column (p->column == 2) of the window at (iy0, ix0) as raw bytes, the input zero point over the
+   padding, zeros up to p->depth: the int8 form of mcc_gemm_col_split for a window over the border. */
+static void mcc_gemm_im2col_split(const mcc_gemm_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
+                                  int8_t *col) {
+    const int32_t full = (p->k_w * p->in_c) & ~3;
+    int8_t *head = col;
+    int8_t *tail = col + (size_t)p->k_h * full;
+    const int8_t pad = (int8_t)p->pad_value;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        const int row_ok = iy >= 0 && iy < p->in_h;
+        int8_t *d = head;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx; /* dil_w == 1 */
+            const int ok = row_ok && ix >= 0 && ix < p->in_w;
+            const int8_t *x = ok ? image + ((size_t)iy * p->in_w + ix) * p->in_c : &pad;
+            for (int32_t c = 0; c < p->in_c; ++c, x += ok) {
+                if (d == head + full) { /* the row's last taps (at least one: column 2) go to the tail */
+                    d = tail;
+                }
+                *d++ = *x;
+            }
+        }
+        head += full;
+        tail = d;
+    }
+    for (int32_t k = (int32_t)(tail - col); k < p->depth; ++k) {
+        col[k] = 0;
+    }
+}
+
+/* A row-split convolution (p->column == 2): per output pixel, an interior window's int16 column is expanded straight
+   from its input rows (each row's whole groups of four taps), the rows' last k_w * in_c % 4 taps staged as bytes
+   in the upper half of the column's tail words and expanded down in place; a window over the border is gathered tap
+   by tap (mcc_gemm_im2col_split). The byte layout (MCC_GEMM_NARROW) keeps window order: no row split. */
+static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, const int32_t *w,
+                                const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch) {
+    uint32_t *const col16 = (uint32_t *)(void *)scratch;
+    const int mode = mcc_gemm_mode(p);
+    const int32_t full = (p->k_w * p->in_c) & ~3, rest = (p->k_w * p->in_c) & 3;
+    const int32_t k_h = p->k_h;
+    const int32_t head = k_h * full;           /* taps of the rows' whole groups */
+    const int32_t tail = p->depth - head;      /* the rows' last taps, rounded up to a group */
+    uint32_t *const tail16 = col16 + (head >> 1);
+    int8_t *const stage = (int8_t *)(void *)tail16 + tail;
+    const size_t step = (size_t)p->dil_h * p->in_w * p->in_c;
+    const int32_t ox_lo = (p->pad_left + p->stride_w - 1) / p->stride_w; /* first ox with ix0 >= 0 */
+    const int32_t ox_end = p->in_w - p->k_w + p->pad_left;               /* ox * stride_w <= ox_end inside */
+    const int32_t span_h = (k_h - 1) * p->dil_h;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        const int rows_in = iy0 >= 0 && iy0 + span_h < p->in_h;
+        const int8_t *const row0 = rows_in ? image + (size_t)iy0 * p->in_w * p->in_c : image;
+        for (int32_t ox = 0; ox < p->out_w; ++ox, out += p->out_c) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_left;
+            if (rows_in && ox >= ox_lo && ox * p->stride_w <= ox_end) {
+                const int8_t *r = row0 + (size_t)ix0 * p->in_c;
+                uint32_t *d = col16;
+                int8_t *st = stage;
+                int32_t ky = k_h;
+                const uint32_t zero = 0;
+                memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps (fewer than four) */
+                do {
+                    const int8_t *x = r;
+                    const int8_t *const xe = r + full;
+                    for (; x != xe; x += 4, d += 2) {
+                        const uint32_t v = mcc_read32(x);
+                        d[0] = MCC_SXTB16(v);
+                        d[1] = MCC_SXTB16_ROR8(v);
+                    }
+                    st[0] = x[0]; /* rest >= 1 */
+                    if (rest > 1) {
+                        st[1] = x[1];
+                        if (rest > 2) {
+                            st[2] = x[2];
+                        }
+                    }
+                    st += rest;
+                    r += step;
+                } while (--ky);
+                for (int32_t g = 0; g < tail; g += 4) { /* in place: group g is read before its words are written */
+                    const uint32_t v = mcc_read32(stage + g);
+                    tail16[g >> 1] = MCC_SXTB16(v);
+                    tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
+                }
+            } else { /* the int8 column in the upper half, expanded down in place */
+                mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + p->depth);
+                mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
+            }
+            mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
+        }
+    }
+}
+#endif
+
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
+    const int mode = mcc_gemm_mode(p);
     uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
+#if !defined(MCC_GEMM_NARROW)
+        if (p->column == 2) {
+            mcc_gemm_conv_split(p, image, w, bias, rq, out, scratch);
+            out += (size_t)p->out_h * p->out_w * p->out_c;
+            continue;
+        }
+#endif
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                if (p->byte_column) { /* raw bytes: the pixel in place, or an int8 im2col column */
+                if (p->column == 1) { /* raw bytes: the pixel in place, or an int8 im2col column */
                     const int8_t *x = scratch;
                     if (direct) {
                         x = image + ((size_t)iy0 * p->in_w + ix0) * p->in_c;
@@ -642,16 +822,16 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                     }
                     mcc_gemm_pixel(p, x, w, bias, rq, out);
                 } else if (!direct) {
-                    if ((p->k_w * p->in_c) & 3) { /* the int8 column in the upper half, expanded down in place */
+                    if (!((p->k_w * p->in_c) & 3)) {
+                        mcc_gemm_im2col_s16(p, image, iy0, ix0, col16);
+                    } else { /* the int8 column in the upper half, expanded down in place */
                         mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
                         mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
-                    } else {
-                        mcc_gemm_im2col_s16(p, image, iy0, ix0, col16);
                     }
-                    mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
+                    mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
                 } else {
                     mcc_gemm_expand(image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, p->in_c, p->depth, col16);
-                    mcc_gemm_pixel_s16(p, col16, w, bias, rq, out);
+                    mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
                 }
                 out += p->out_c;
             }

@@ -102,8 +102,11 @@ typedef struct {
     int32_t depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
     int32_t pad_value;    /* the input zero point: the raw value of a tap over the padding */
     int32_t out_zp, act_min, act_max;
-    int32_t rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c) */
-    int32_t byte_column;  /* 1: multiply raw input bytes (an int8 im2col column) instead of an int16 column */
+    int32_t rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
+                             same with the output zero point folded into h (out_zp is then 0) */
+    int32_t column;       /* the column: 0 int16 (taps in window order), 1 raw input bytes (byte_column: the pixel
+                             in place or an int8 im2col column), 2 int16 row-split (each window row's whole groups of
+                             four taps, then the rows' last k_w*in_c % 4 taps; compiler.ops.conv.gemm_row_split) */
 } mcc_gemm_params;
 
 /* nn.conv2d with one group, or nn.fully_connected (in_h = 1, in_w = rows, 1x1 window). w: the packed weights of

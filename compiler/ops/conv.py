@@ -209,6 +209,25 @@ def gemm_byte_column(op: Op) -> bool:
     return bool(op.attrs.get("byte_column", False))
 
 
+def gemm_row_split(op: Op) -> bool:
+    """True when the GEMM kernel lays this conv's int16 column out row-split (``row_split`` in C): an im2col window
+    (not read in place, no ``byte_column``) whose rows of ``k_w * C_in`` taps are no whole number of groups of four
+    and are contiguous in NHWC (``dil_w == 1``). The column then holds each window row's whole groups first (row
+    after row), then the rows' last ``k_w * C_in % 4`` taps packed together (:func:`gemm_row_split_order`), so an
+    interior pixel's column is expanded straight from the input rows (a first layer with 1-3 input channels)."""
+    w = op.operands[1].type
+    return (gemm_conv(op) and not gemm_byte_column(op) and not gemm_conv_direct(op)
+            and (w.shape[2] * w.shape[3]) % 4 != 0 and attr(op, "dilations")[1] == 1)
+
+
+def gemm_row_split_order(k_h: int, k_w: int, c_in: int) -> list[int]:
+    """The natural (``ky, kx, c``) tap index of every position of a row-split column (:func:`gemm_row_split`)."""
+    r = k_w * c_in
+    f = r // 4 * 4
+    return ([ky * r + j for ky in range(k_h) for j in range(f)]
+            + [ky * r + j for ky in range(k_h) for j in range(f, r)])
+
+
 def gemm_conv_depth(op: Op) -> int:
     """Weights per output channel as the GEMM kernel lays them out: the window's ``k_h * k_w * C_in`` taps rounded
     up to a multiple of 4 (zero weights past the last tap); ``C_in`` itself for a pixel read in place as bytes

@@ -188,3 +188,77 @@ def test_near_dead_channels_become_exact_steps(tmp_path):
     rows = fast[0].reshape(-1, 3)
     assert rows[2, 0] == rows[5, 0] == 0 and rows[2, 2] == rows[5, 2] == 0 and min(rows[2, 1], rows[5, 1]) < 0
     assert_c_matches_interpreter(g, tmp_path, n=6, sanitize=True)
+
+
+@pytest.mark.parametrize("kh, kw, ci, stride, dil, pads", [
+    (3, 3, 3, 2, 1, (0, 0, 1, 1)), (3, 3, 3, 1, 1, (1, 1, 1, 1)), (3, 3, 1, 1, 1, (1, 1, 1, 1)),
+    (3, 3, 2, 2, 1, (1, 0, 1, 2)), (3, 3, 5, 1, 2, (2, 1, 2, 1)), (2, 1, 3, 1, 1, (0, 0, 1, 0))])
+def test_row_split_columns_match_the_interpreter(tmp_path, kh, kw, ci, stride, dil, pads):
+    """First-layer windows (1-5 input channels, rows of k_w * C_in taps no multiple of four) take the row-split
+    column: interior pixels expanded straight from the input rows, border pixels gathered tap by tap; the weights
+    permuted offline to match. Strides, a vertical dilation, uneven padding on every side, C_out tails."""
+    from compiler.ops.conv import gemm_row_split, gemm_row_split_order
+
+    rng = np.random.default_rng(kh * 100 + kw * 10 + ci)
+    co = 7
+    g = Graph("g")
+    ih, iw = 11, 10
+    x = g.add_input(_t8((1, ih, iw, ci), 0.05, -7), "x")
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.02, co))
+    w = const(g, rng.integers(-127, 128, (co, kh, kw, ci)).astype(np.int8),
+              TensorType((co, kh, kw, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    b = const(g, rng.integers(-5000, 5000, co).astype(np.int32),
+              TensorType((co,), DType.INT32, QuantParams(tuple(0.05 * s for s in scales), tuple([0] * co), 0)))
+    oh = (ih + pads[0] + pads[2] - (kh - 1) * dil - 1) // stride + 1
+    ow = (iw + pads[1] + pads[3] - kw) // stride + 1
+    y = g.create("nn.conv2d", [x, w, b], [_t8((1, oh, ow, co), 0.1, 2)],
+                 {"pads": pads, "strides": (stride, stride), "dilations": (dil, 1)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    assert gemm_row_split(conv)
+    assert sorted(gemm_row_split_order(kh, kw, ci)) == list(range(kh * kw * ci))
+    assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
+
+
+@pytest.mark.parametrize("opt", ["O3", "Os"])
+def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
+    """The Cortex-M7 paths on QEMU equal the interpreter bit for bit: at -O3 a row-split first layer and the fast
+    block loop with the zero point folded into the requantization rows, the LDM block on raw input bytes
+    (byte_column); at -Os the byte layout, whose weights keep window order for the row-split layer. A 3x3 stride-2
+    conv of 3 channels with padding on the bottom and right, a pointwise conv of 8 channels, a 3x3 conv of 16
+    channels on its input bytes."""
+    import shutil
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
+    pytest.importorskip("elftools", reason="pyelftools is not installed")
+    from backends.cortexm.emulate import emulate
+    from compiler.emulate_cmd import random_c_batches
+    from compiler.interpreter import run
+    from tests.backend.harness import compile_to_c
+
+    rng = np.random.default_rng(11)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 12, 11, 3), 0.02, -128), "x")
+    h = x
+    for i, (k, ci, co, s, p) in enumerate([(3, 3, 8, 2, (0, 0, 1, 1)), (1, 8, 16, 1, (0, 0, 0, 0)),
+                                           (3, 16, 8, 1, (1, 1, 1, 1))]):
+        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
+        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+                  TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
+                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        hw = (h.type.shape[1] + p[0] + p[2] - k) // s + 1, (h.type.shape[2] + p[1] + p[3] - k) // s + 1
+        attrs = {"pads": p, "strides": (s, s), "byte_column": i == 2}  # the last one on raw input bytes
+        h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, -128 + 7 * i)], attrs, [f"y{i}"]).result
+    g.outputs = [h]
+    verify(g)
+    report = compile_to_c(g, tmp_path / "c")
+    params = (tmp_path / "c" / "t.c").read_text()
+    assert all(f".column = {c}," in params for c in (1, 2)) and ".rq_fast = 2," in params  # the paths under test
+    batches = random_c_batches(report, 3, seed=2)
+    res = emulate(tmp_path / "c", report, "cortex-m7", opt, batches)
+    assert res.host_identical is True
+    for k in range(3):
+        np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from compiler.ir import DType, Graph, QuantParams, TensorType, const
 from compiler.memory import plan_memory
 from compiler.opdef import scratch_bytes
+from compiler.ops.conv import gemm_row_split
 from compiler.passmanager import PassManager, parse_pipeline
 from compiler.verifier import verify
 from tests.backend.harness import assert_c_matches_interpreter
@@ -123,7 +124,7 @@ def c_gemm_scratch(tmp_path_factory):
         '#include <stdio.h>\n#include "mcc_kernels.h"\n'
         "int main(void) {\n    mcc_gemm_params p = {0};\n"
         '    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d", &p.k_h, &p.k_w, &p.in_c, &p.in_h, &p.in_w, &p.out_h,\n'
-        "                 &p.out_w, &p.stride_h, &p.stride_w, &p.pad_top, &p.pad_left, &p.byte_column) == 12) {\n"
+        "                 &p.out_w, &p.stride_h, &p.stride_w, &p.pad_top, &p.pad_left, &p.column) == 12) {\n"
         '        printf("%zu\\n", mcc_conv_gemm_s8_scratch_bytes(&p));\n    }\n    return 0;\n}\n')
     exe = d / "scratch"
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME}", str(d / "main.c"),
@@ -153,4 +154,5 @@ def test_python_scratch_formula_equals_the_gemm_kernels(c_gemm_scratch, kh, kw, 
     (conv,) = [op for op in g.ops if op.kind == "nn.conv2d"]
     if byte_column:
         conv.attrs["byte_column"] = True
-    assert scratch_bytes(conv) == c_gemm_scratch((kh, kw, c, 7, 6, oh, ow, s, s, pads[0], pads[1], int(byte_column)))
+    column = 1 if byte_column else 2 if gemm_row_split(conv) else 0  # the C params' column
+    assert scratch_bytes(conv) == c_gemm_scratch((kh, kw, c, 7, 6, oh, ow, s, s, pads[0], pads[1], column))

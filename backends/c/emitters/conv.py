@@ -8,7 +8,7 @@ from backends.c.lower import LowerContext, emitter
 from compiler.ir import Op
 from compiler.opdef import attr
 from compiler.ops._common import act_range_int, per_tensor
-from compiler.ops.conv import gemm_conv, gemm_conv_depth, requant_multipliers
+from compiler.ops.conv import gemm_conv, gemm_conv_depth, gemm_row_split, gemm_row_split_order, requant_multipliers
 
 
 @emitter("nn.conv2d")
@@ -31,8 +31,10 @@ def conv2d(op: Op, ctx: LowerContext) -> None:
     if gemm_conv(op) and wv is not None:
         geometry = dict(batch=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pt, pad_left=pl)
+        # a row-split column (the 16-bit layout only): its taps' order, for the weights
+        order = gemm_row_split_order(kh, kw, ic) if gemm_row_split(op) else None
         emit_gemm(op, ctx, w, wv.reshape(oc, -1).astype("int64"), gemm_conv_depth(op), -xzp, geometry, yzp,
-                  (lo, hi), ctx.scratch("int8_t"))
+                  (lo, hi), ctx.scratch("int8_t"), row_split=order)
         return
     mult, shift = requant_multipliers(op)
     params = ctx.params(

@@ -129,9 +129,27 @@ def fast_layer(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndar
     return rows[:, [0, 2, 1]].astype(np.int32).reshape(-1), new_bias.astype(np.int32)
 
 
+def fold_zero_point(rows: np.ndarray, zp: int) -> np.ndarray | None:
+    """Fast rows ``{m, h, r}`` (:func:`fast_layer`) with the output zero point folded into ``h``: ``h + zp * 2^r``,
+    so that ``(SMMLAR(2 acc, m, h') + (acc < 0 ? -1 : 0)) >> r`` is the requantized value plus ``zp`` (the high word
+    of SMMLAR adds ``h'`` exactly, and ``floor((t + zp * 2^r) / 2^r) = floor(t / 2^r) + zp``), and the kernel is
+    given a zero point of 0. None when some ``|h'|`` reaches 2^30 - 1: the rounded product ``SMMLAR(2 acc, m, 0)``
+    of an accumulator below 2^30 is at most 2^30 in magnitude, so the sum could wrap."""
+    r = rows.reshape(-1, 3).astype(np.int64)
+    h = r[:, 1] + (np.int64(zp) << r[:, 2])
+    if np.any(np.abs(h) >= (1 << 30) - 1):
+        return None
+    r[:, 1] = h
+    return r.astype(np.int32).reshape(-1)
+
+
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
-              geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str) -> None:
-    """One ``mcc_conv_gemm_s8`` call for ``op`` with weights ``w2d`` [C_out, K] (zero point removed)."""
+              geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str,
+              row_split: list[int] | None = None) -> None:
+    """One ``mcc_conv_gemm_s8`` call for ``op`` with weights ``w2d`` [C_out, K] (zero point removed, taps in window
+    order). ``row_split``: the natural tap index of every position of a row-split column
+    (``compiler.ops.conv.gemm_row_split``), which the 16-bit layout's weights follow; the byte layout (size-first
+    builds, ``MCC_GEMM_NARROW``) keeps window order, its kernel gathering such windows as an int8 column."""
     from compiler.ops.conv import requant_multipliers
 
     bias = op.operands[2].const_value if len(op.operands) > 2 else None
@@ -145,8 +163,13 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
     byte_column = op.kind == "nn.fully_connected" or bool(op.attrs.get("byte_column", False))
     fast = fast_layer(mult, shift, folded, w2d)
     rq, folded = (requant_table(mult, shift, folded, w2d), folded) if fast is None else fast
+    rq_fast = int(fast is not None)
+    if fast is not None and (rows := fold_zero_point(rq, out_zp)) is not None:
+        rq, out_zp, rq_fast = rows, 0, 2  # the kernel then adds no zero point
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
-                        act_min=act[0], act_max=act[1], rq_fast=int(fast is not None), byte_column=int(byte_column))
-    wsym = ctx.weight(weight, pack_weights(w2d, depth, narrow=False), (NARROW, pack_weights(w2d, depth, narrow=True)))
+                        act_min=act[0], act_max=act[1], rq_fast=rq_fast,
+                        column=1 if byte_column else 2 if row_split is not None else 0)
+    wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
+    wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
                                   ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
