@@ -6,7 +6,8 @@ convolutions as their clamp, hard-swish as ``nn.hard_swish``, SE as mean → 1x1
 ``nn.hard_sigmoid`` → ``nn.mul``, residual ``nn.add``. Weight values are random (seeded, cached per shape): peak
 SRAM, flash and MACs depend only on the shapes and the quantization parameters, which are plausible and seeded. Every
 layer gets its own values (seeded by its name and shape): the C lowering stores equal constant arrays once, and a
-trained network has no two equal layers, so weights shared by shape would make flash look smaller than it will be.
+trained network has no two equal layers, so weights shared by shape would make flash look smaller than it will be;
+for the same reason projections, SE gates' inputs and residual sums each get their own output scale.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def _weights(shape: tuple[int, ...], dtype: str, layer: str = "") -> np.ndarray:
         arr = rng.integers(-2000, 2000, shape, dtype=np.int32)
     arr.flags.writeable = False
     return arr
+
+
+def _own_scale(q: tuple[float, int], name: str) -> tuple[float, int]:
+    """``q`` with its scale moved by a factor in [0.8, 1.25) seeded by the layer's name: calibrated linear outputs
+    (projections, residual sums) each have their own range, and the C lowering shares equal tables (an add's two
+    input tables, for instance), so one scale for all of them would make flash look smaller than it will be. The zero
+    point moves by up to 10 steps likewise (an add's table of its larger-scale input depends on nothing else)."""
+    h = zlib.crc32(name.encode())
+    return q[0] * (0.8 + 0.45 * (h % 1000) / 1000), int(np.clip(q[1] + (h >> 10) % 21 - 10, -128, 127))
 
 
 def _q8(shape: tuple[int, ...], q: tuple[float, int]) -> TensorType:
@@ -88,7 +98,7 @@ class _Builder:
         m = self.g.create("nn.mean", [x], [_q8((1, 1, 1, blk.mid), xq)], {"axes": (1, 2), "keepdims": True},
                           [f"{blk.name}_se_pool"]).result
         r = self.conv(m, blk.se_channels, 1, 1, f"{blk.name}_se_reduce", (0.02, -128), (0.0, math.inf))
-        e = self.conv(r, blk.mid, 1, 1, f"{blk.name}_se_expand", LINEAR_Q)
+        e = self.conv(r, blk.mid, 1, 1, f"{blk.name}_se_expand", _own_scale(LINEAR_Q, f"{blk.name}_se_expand"))
         gate = self.g.create("nn.hard_sigmoid", [e], [_q8(e.type.shape, SIGMOID_Q)],
                              {"alpha": 1.0 / 6.0, "beta": 0.5}, [f"{blk.name}_se_gate"]).result
         return self.g.create("nn.mul", [x, gate], [_q8(x.type.shape, xq)], {}, [f"{blk.name}_se"]).result
@@ -100,9 +110,10 @@ class _Builder:
         y = self.activate(y, blk.mid, blk.kernel, blk.stride, f"{blk.name}_dw", blk.hswish, depthwise=True)
         if blk.se:
             y = self.se(y, blk)
-        y = self.conv(y, blk.c_out, 1, 1, f"{blk.name}_project", LINEAR_Q)
+        y = self.conv(y, blk.c_out, 1, 1, f"{blk.name}_project", _own_scale(LINEAR_Q, f"{blk.name}_project"))
         if blk.residual:
-            y = self.g.create("nn.add", [x, y], [_q8(y.type.shape, (0.06, 0))], {}, [f"{blk.name}_add"]).result
+            y = self.g.create("nn.add", [x, y], [_q8(y.type.shape, _own_scale((0.06, 0), f"{blk.name}_add"))], {},
+                              [f"{blk.name}_add"]).result
         return y
 
     def build(self) -> Graph:

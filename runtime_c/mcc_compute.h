@@ -37,7 +37,7 @@ static inline int32_t mcc_requant_rq(int32_t acc, const int32_t *rq, const int F
         int32_t t;
         __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(h));
 #else
-        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)h << 32) + 0x80000000LL) >> 32);
+        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + (int64_t)h * ((int64_t)1 << 32) + 0x80000000LL) >> 32);
 #endif
         return (t + (acc2 >> 31)) >> rq[1]; /* t = srdhm(acc, m) + 2^(r-1); acc's sign stands for srdhm's */
     }

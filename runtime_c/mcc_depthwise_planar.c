@@ -506,7 +506,7 @@ MCC_RING_INLINE int8_t mcc_ring_q(const mcc_planar_q *q, uint32_t acc, const int
         int32_t t;
         __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[2]));
 #else
-        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)rq[2] << 32) + 0x80000000LL) >> 32);
+        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + (int64_t)rq[2] * ((int64_t)1 << 32) + 0x80000000LL) >> 32);
 #endif
         v = (t + (acc2 >> 31)) >> rq[1];
     } else {

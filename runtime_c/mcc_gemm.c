@@ -81,7 +81,7 @@ static inline int8_t mcc_gemm_requant(mcc_gemm_out q, int32_t acc, const int32_t
         int32_t t;
         __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(h));
 #else
-        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + ((int64_t)h << 32) + 0x80000000LL) >> 32);
+        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + (int64_t)h * ((int64_t)1 << 32) + 0x80000000LL) >> 32);
 #endif
         /* t = srdhm(acc, m) + 2^(r-1); the sign of acc stands for the sign of srdhm (both agree unless it is 0) */
         v = (t + (acc2 >> 31)) >> rq[1];
