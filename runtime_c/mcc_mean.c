@@ -1,6 +1,4 @@
 /* nn.mean over one contiguous run of axes, int8, TFLM's MEAN (reference_ops::QuantizedMeanOrSum). */
-#include <string.h>
-
 #include "mcc_kernels.h"
 
 /* floor((a * b + 2^31) / 2^32) + c (SMMLAR). */
@@ -39,37 +37,6 @@ static inline int8_t mcc_mean_out(int32_t sum, mcc_mean_rq q, int mode) {
     return (int8_t)mcc_clamp(y, INT8_MIN, INT8_MAX);
 }
 
-/* The sums of x[r * stride + 0..3] over r < rows into s[4]. */
-static inline void mcc_mean_sum4(const int8_t *x, int32_t rows, size_t stride, int32_t s[4]) {
-#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
-    if (rows <= 256) { /* 16-bit lanes: at most 256 * -128 = -32768 or 256 * 127, no lane overflows */
-        uint32_t even = 0, odd = 0;
-        for (int32_t r = 0; r < rows; ++r, x += stride) {
-            uint32_t w;
-            memcpy(&w, x, sizeof w); /* one (unaligned) LDR */
-            __asm__("sxtab16 %0, %0, %1" : "+r"(even) : "r"(w));
-            __asm__("sxtab16 %0, %0, %1, ror #8" : "+r"(odd) : "r"(w));
-        }
-        s[0] = (int16_t)(even & 0xFFFFu);
-        s[1] = (int16_t)(odd & 0xFFFFu);
-        s[2] = (int16_t)(even >> 16);
-        s[3] = (int16_t)(odd >> 16);
-        return;
-    }
-#endif
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int32_t r = 0; r < rows; ++r, x += stride) {
-        s0 += x[0];
-        s1 += x[1];
-        s2 += x[2];
-        s3 += x[3];
-    }
-    s[0] = s0;
-    s[1] = s1;
-    s[2] = s2;
-    s[3] = s3;
-}
-
 static inline void mcc_mean_loop(const mcc_mean_params *p, const int8_t *in, int8_t *out, const int MODE,
                                  int32_t hz) {
     /* the offsets are added once per sum: in int32 the same as once per element, as no partial sum overflows */
@@ -93,7 +60,7 @@ static inline void mcc_mean_loop(const mcc_mean_params *p, const int8_t *in, int
         int32_t i = 0;
         for (; i + 4 <= inner; i += 4) { /* four outputs at a time, each sum down its column */
             int32_t s[4];
-            mcc_mean_sum4(x + i, reduce, (size_t)inner, s);
+            mcc_window_sum4(x + i, 1, reduce, (size_t)reduce * inner, (size_t)inner, s);
             for (int k = 0; k < 4; ++k) {
                 y[i + k] = mcc_mean_out(s[k] + offset, q, MODE);
             }

@@ -1,6 +1,4 @@
 /* nn.avg_pool2d and nn.max_pool2d, int8 NHWC; padded positions never take part. */
-#include <string.h>
-
 #include "mcc_kernels.h"
 
 /* The valid window rows [*lo, *hi) along one axis for output position o. */
@@ -16,64 +14,6 @@ static void mcc_pool_window(int32_t o, int32_t stride, int32_t pad, int32_t k, i
 static inline int8_t mcc_avg_of(int32_t sum, int32_t count, int32_t lo, int32_t hi) {
     const int32_t avg = (sum > 0 ? sum + count / 2 : sum - count / 2) / count;
     return (int8_t)mcc_clamp(avg, lo, hi);
-}
-
-#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
-/* acc + the sign-extended bytes 0 and 2 (ROT 0) or 1 and 3 (ROT 8) of x, as two 16-bit lanes (SXTAB16). */
-#define MCC_SXTAB16(acc, x, ROT) __asm__("sxtab16 %0, %0, %1, ror #" #ROT : "+r"(acc) : "r"(x))
-#endif
-
-/* The window sums of channels c..c+3 over rows x cols pixels from px (row_step bytes between rows, ch between
-   pixels) into s[4]. */
-static inline void mcc_window_sum4(const int8_t *px, int32_t rows, int32_t cols, size_t row_step, size_t ch,
-                                   int32_t s[4]) {
-#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
-    if (rows * cols <= 256) { /* 16-bit lanes: at most 256 * -128 = -32768 or 256 * 127, no lane overflows */
-        uint32_t even = 0, odd = 0;
-        if ((size_t)cols * ch == row_step) { /* whole rows (a global pool): one run of pixels */
-            cols *= rows;
-            rows = 1;
-        }
-        for (int32_t y = 0; y < rows; ++y, px += row_step) {
-            const int8_t *q = px;
-            int32_t x = 0;
-            for (; x + 2 <= cols; x += 2, q += 2 * ch) {
-                uint32_t w0, w1;
-                memcpy(&w0, q, sizeof w0); /* one (unaligned) LDR */
-                memcpy(&w1, q + ch, sizeof w1);
-                MCC_SXTAB16(even, w0, 0);
-                MCC_SXTAB16(odd, w0, 8);
-                MCC_SXTAB16(even, w1, 0);
-                MCC_SXTAB16(odd, w1, 8);
-            }
-            if (x < cols) {
-                uint32_t w;
-                memcpy(&w, q, sizeof w);
-                MCC_SXTAB16(even, w, 0);
-                MCC_SXTAB16(odd, w, 8);
-            }
-        }
-        s[0] = (int16_t)(even & 0xFFFFu);
-        s[1] = (int16_t)(odd & 0xFFFFu);
-        s[2] = (int16_t)(even >> 16);
-        s[3] = (int16_t)(odd >> 16);
-        return;
-    }
-#endif
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int32_t y = 0; y < rows; ++y, px += row_step) {
-        const int8_t *q = px;
-        for (int32_t x = 0; x < cols; ++x, q += ch) {
-            s0 += q[0];
-            s1 += q[1];
-            s2 += q[2];
-            s3 += q[3];
-        }
-    }
-    s[0] = s0;
-    s[1] = s1;
-    s[2] = s2;
-    s[3] = s3;
 }
 
 void mcc_avg_pool2d_s8(const mcc_pool_params *p, const int8_t *in, int8_t *out) {
