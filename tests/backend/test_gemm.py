@@ -156,6 +156,41 @@ def test_plan_memory_takes_the_byte_column_where_the_int16_column_raises_the_pea
     assert chosen.arena_bytes == wide - 144 == plan_memory(g).arena_bytes
 
 
+def test_the_byte_column_must_save_its_share_of_the_arena():
+    """The int8 column is slower: it is taken only when it saves at least ``byte_column_min_gain`` of the arena
+    (here 144 of about 2.3 KB, some 6 %), through the function and through the pass's pipeline option."""
+    from compiler.memory import plan_choosing_in_place, plan_memory
+    from compiler.passmanager import PassContext, parse_pipeline
+
+    rng = np.random.default_rng(0)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 8, 8, 16), 0.05, 0), "x")
+    w = const(g, rng.integers(-127, 128, (16, 3, 3, 16)).astype(np.int8),
+              TensorType((16, 3, 3, 16), DType.INT8, QuantParams.per_tensor(0.01, 0)))
+    y = g.create("nn.conv2d", [x, w], [_t8((1, 8, 8, 16), 0.1, 0)], {"pads": (1, 1, 1, 1)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    conv = next(op for op in g.ops if op.kind == "nn.conv2d")
+    wide = plan_memory(g).arena_bytes
+    share = 144 / wide
+    assert plan_choosing_in_place(g, byte_column_min_gain=share + 0.001).arena_bytes == wide
+    assert "byte_column" not in conv.attrs
+    assert plan_choosing_in_place(g, byte_column_min_gain=share).arena_bytes == wide - 144
+    assert conv.attrs.pop("byte_column") is True
+    (pm,) = parse_pipeline(f"plan-memory{{byte-column-min-gain={share + 0.001}}}")
+    pm.run(g, PassContext())
+    assert "byte_column" not in conv.attrs and g.arena_bytes == wide
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "x"])
+def test_plan_memory_rejects_a_bad_byte_column_gain(value):
+    from compiler.errors import PipelineError
+    from compiler.passmanager import parse_pipeline
+
+    with pytest.raises(PipelineError, match="byte-column-min-gain"):
+        parse_pipeline(f"plan-memory{{byte-column-min-gain={value}}}")
+
+
 def test_near_dead_channels_become_exact_steps(tmp_path):
     """Channels with a huge bias and a tiny scale (accumulators near 2^30, right shifts of 25+, as in MLPerf VWW) are
     encoded as steps ``{0, c + 1, 0}`` with the threshold moved into the bias, so the layer keeps the fast path; one
