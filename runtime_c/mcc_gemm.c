@@ -524,6 +524,12 @@ MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t
     }
 }
 
+/* An instance for a layer of fixed shape (MCC_GEMM_SHAPES, below): n pixels, each of depth bytes at src (advancing
+   by step), or (src NULL, n 1) the int16 column already in col; every output channel of each, written to out in
+   raster order. */
+typedef void (*mcc_gemm_fixed_fn)(const int8_t *src, int32_t n, int32_t step, uint32_t *col, const int32_t *w,
+                                  const int32_t *bias, const int32_t *rq, int32_t zp, int8_t *out);
+
 /* How mcc_gemm_pixel16 runs a layer's pixels, fixed per call: 0 mcc_gemm_pixel_s16; 1 and 2 the blocks of
    mcc_gemm_blocks_fast (out_c a multiple of 4, rq_fast, the whole int8 range), 2 with the zero point folded. */
 static inline int mcc_gemm_mode(const mcc_gemm_params *p) {
@@ -537,9 +543,14 @@ static inline int mcc_gemm_mode(const mcc_gemm_params *p) {
     return 0;
 }
 
-/* One output pixel from its int16 column x in the layer's mode (mcc_gemm_mode). */
-MCC_GEMM_INLINE void mcc_gemm_pixel16(const mcc_gemm_params *p, int mode, const uint32_t *x, const int32_t *w,
-                                      const int32_t *bias, const int32_t *rq, int8_t *out) {
+/* One output pixel from its int16 column x in the layer's mode (mcc_gemm_mode), by the layer's instance when it
+   has one. */
+MCC_GEMM_INLINE void mcc_gemm_pixel16(const mcc_gemm_params *p, int mode, mcc_gemm_fixed_fn fixed, uint32_t *x,
+                                      const int32_t *w, const int32_t *bias, const int32_t *rq, int8_t *out) {
+    if (fixed != NULL) {
+        fixed(NULL, 1, 0, x, w, bias, rq, p->out_zp, out);
+        return;
+    }
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
     const int32_t groups = p->depth >> 2;
     if (mode == 2) {
@@ -699,6 +710,152 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
     }
 }
 
+/* Layers of fixed shape. A project whose generated mcc_gemm.c starts with MCC_GEMM_SHAPES(X), a list of
+   X(G, C, F) for the shapes its layers use (backends/c/emitters/gemm.py, emit.py), gets one instance per shape:
+   depth 4 G, out_c C, the fast requantization over the whole int8 range (rq_fast, mode 1 or 2 of mcc_gemm_mode; F:
+   the zero point folded). With G and C constants the K loop is unrolled to straight LDM/SMLAD code with no loop
+   or per-group tests; with G = 2 (eight input channels) a pixel read in place is unpacked into four registers
+   that every block of output channels reuses, never stored to the column. Only speed builds with the DSP
+   extension and the 16-bit layout compile them; others run the generic code on the same weights. */
+#if defined(MCC_GEMM_SHAPES) && defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__) && \
+    !defined(__OPTIMIZE_SIZE__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define MCC_GEMM_FIXED 1
+/* An instance keeps its values in core registers: with the FPU's registers to spill to (a hard-float build), GCC
+   12 finds the K loop's asm "impossible" to allocate. */
+#define MCC_GEMM_FIXED_ATTR __attribute__((target("general-regs-only")))
+
+/* MCC_GEMM_GROUP8_S16 with the eight words in registers named in the code and clobbered rather than in explicit
+   register variables, which GCC cannot always allocate once the K loop is unrolled. */
+#define MCC_GEMM_FIXED_GROUP8(xp, wp)                                                                           \
+    __asm__("ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH                                              \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp)           \
+            :                                                                                                   \
+            : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory")
+#define MCC_GEMM_FIXED_4CH                                                                                      \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a0], r8, r4, %[a0]\n\t"                                                                            \
+    "smlad %[a0], r9, r5, %[a0]\n\t"                                                                            \
+    "smlad %[a0], r10, r6, %[a0]\n\t"                                                                           \
+    "smlad %[a0], r11, r12, %[a0]\n\t"                                                                          \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a1], r8, r4, %[a1]\n\t"                                                                            \
+    "smlad %[a1], r9, r5, %[a1]\n\t"                                                                            \
+    "smlad %[a1], r10, r6, %[a1]\n\t"                                                                           \
+    "smlad %[a1], r11, r12, %[a1]\n\t"                                                                          \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a2], r8, r4, %[a2]\n\t"                                                                            \
+    "smlad %[a2], r9, r5, %[a2]\n\t"                                                                            \
+    "smlad %[a2], r10, r6, %[a2]\n\t"                                                                           \
+    "smlad %[a2], r11, r12, %[a2]\n\t"                                                                          \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a3], r8, r4, %[a3]\n\t"                                                                            \
+    "smlad %[a3], r9, r5, %[a3]\n\t"                                                                            \
+    "smlad %[a3], r10, r6, %[a3]\n\t"                                                                           \
+    "smlad %[a3], r11, r12, %[a3]"
+
+/* Every block of four output channels of one pixel whose int16 column is x (G groups). */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const uint32_t *x, const int32_t G,
+                                                                        const int32_t *wp, const int32_t *bias,
+                                                                        const int32_t *rq, int32_t zp, int8_t *out,
+                                                                        const int32_t C, const int F) {
+    const int8_t *const end = out + C;
+    _Pragma("GCC unroll 1") do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        const uint32_t *xp = x;
+        _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        }
+        if (G & 1) {
+            MCC_GEMM_GROUP4_S16(xp, wp);
+        }
+        if (F) {
+            mcc_gemm_store4_fast0(a0, a1, a2, a3, rq, out);
+        } else {
+            mcc_gemm_store4_fast(a0, a1, a2, a3, rq, zp, out);
+        }
+        bias += 4;
+        rq += 12;
+        out += 4;
+    } while (out != end);
+}
+
+/* Every block of one pixel of eight input bytes at src, unpacked into x0..x3 once. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_g2(const int8_t *src, const int32_t *wp,
+                                                                    const int32_t *bias, const int32_t *rq,
+                                                                    int32_t zp, int8_t *out, const int32_t C,
+                                                                    const int F) {
+    const uint32_t v0 = mcc_read32(src), v1 = mcc_read32(src + 4);
+    register uint32_t x0_ __asm__("r8") = MCC_SXTB16(v0);
+    register uint32_t x1_ __asm__("r9") = MCC_SXTB16_ROR8(v0);
+    register uint32_t x2_ __asm__("r10") = MCC_SXTB16(v1);
+    register uint32_t x3_ __asm__("r11") = MCC_SXTB16_ROR8(v1);
+    const int8_t *const end = out + C;
+    do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12");
+        __asm__(MCC_GEMM_LDM_4CH
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(wp), [w0] "=&r"(w0_),
+                  [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)
+                : [x0] "r"(x0_), [x1] "r"(x1_), [x2] "r"(x2_), [x3] "r"(x3_)
+                : "memory");
+        if (F) {
+            mcc_gemm_store4_fast0(a0, a1, a2, a3, rq, out);
+        } else {
+            mcc_gemm_store4_fast(a0, a1, a2, a3, rq, zp, out);
+        }
+        bias += 4;
+        rq += 12;
+        out += 4;
+    } while (out != end);
+}
+
+#define MCC_GEMM_FIXED_NAME(G, C, F) mcc_gemm_fixed_##G##_##C##_##F
+#define MCC_GEMM_FIXED_DEFINE(G, C, F)                                                                          \
+    __attribute__((noinline)) MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F##_col)(               \
+        const uint32_t *col, const int32_t *w, const int32_t *bias, const int32_t *rq, int32_t zp, int8_t *out) { \
+        mcc_gemm_fixed_blocks(col, (G), w, bias, rq, zp, out, (C), (F));                                        \
+    }                                                                                                           \
+    MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F)(const int8_t *src, int32_t n, int32_t step,    \
+                                                                 uint32_t *col,                                 \
+                                                                 const int32_t *w, const int32_t *bias,         \
+                                                                 const int32_t *rq, int32_t zp, int8_t *out) {  \
+        if (src == NULL) { /* one pixel's column (kept apart: GCC cannot allocate both loops in one function) */  \
+            MCC_GEMM_FIXED_NAME(G, C, F##_col)(col, w, bias, rq, zp, out);                                      \
+            return;                                                                                             \
+        }                                                                                                       \
+        do {                                                                                                    \
+            if ((G) == 2) {                                                                                     \
+                mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, (C), (F));                                         \
+            } else {                                                                                            \
+                mcc_gemm_expand(src, 4 * (G), 4 * (G), col);                                                    \
+                mcc_gemm_fixed_blocks(col, (G), w, bias, rq, zp, out, (C), (F));                                \
+            }                                                                                                   \
+            src += step;                                                                                        \
+            out += (C);                                                                                         \
+        } while (--n);                                                                                          \
+    }
+MCC_GEMM_SHAPES(MCC_GEMM_FIXED_DEFINE)
+
+/* The instance for a layer of mode 1 or 2, or NULL. */
+static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
+#define MCC_GEMM_FIXED_CASE(G, C, F)                                                                            \
+    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F)) {                                         \
+        return MCC_GEMM_FIXED_NAME(G, C, F);                                                                    \
+    }
+    if (mode != 0) {
+        MCC_GEMM_SHAPES(MCC_GEMM_FIXED_CASE)
+    }
+#undef MCC_GEMM_FIXED_CASE
+    return NULL;
+}
+#else
+static inline mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
+    (void)p;
+    (void)mode;
+    return NULL;
+}
+#endif
+
 #if !defined(MCC_GEMM_NARROW)
 /* The row-split column (p->column == 2) of the window at (iy0, ix0) as raw bytes, the input zero point over the
    padding, zeros up to p->depth: the int8 form of mcc_gemm_col_split for a window over the border. */
@@ -739,6 +896,7 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
                                 const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch) {
     uint32_t *const col16 = (uint32_t *)(void *)scratch;
     const int mode = mcc_gemm_mode(p);
+    const mcc_gemm_fixed_fn fixed = mcc_gemm_fixed_find(p, mode);
     const int32_t full = (p->k_w * p->in_c) & ~3, rest = (p->k_w * p->in_c) & 3;
     const int32_t k_h = p->k_h;
     const int32_t head = k_h * full;           /* taps of the rows' whole groups */
@@ -789,7 +947,7 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
                 mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + p->depth);
                 mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
             }
-            mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
+            mcc_gemm_pixel16(p, mode, fixed, col16, w, bias, rq, out);
         }
     }
 }
@@ -799,6 +957,7 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
     const int mode = mcc_gemm_mode(p);
+    const mcc_gemm_fixed_fn fixed = mcc_gemm_fixed_find(p, mode);
     uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
@@ -811,6 +970,12 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
 #endif
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            if (fixed != NULL && direct && p->column == 0 && p->in_c == p->depth) { /* the row's pixels in place */
+                fixed(image + (size_t)iy0 * p->in_w * p->in_c, p->out_w, p->stride_w * p->in_c, col16, w, bias, rq,
+                      p->out_zp, out);
+                out += (size_t)p->out_w * p->out_c;
+                continue;
+            }
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
                 if (p->column == 1) { /* raw bytes: the pixel in place, or an int8 im2col column */
@@ -828,10 +993,10 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                         mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
                         mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
                     }
-                    mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
+                    mcc_gemm_pixel16(p, mode, fixed, col16, w, bias, rq, out);
                 } else {
                     mcc_gemm_expand(image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, p->in_c, p->depth, col16);
-                    mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
+                    mcc_gemm_pixel16(p, mode, fixed, col16, w, bias, rq, out);
                 }
                 out += p->out_c;
             }

@@ -143,6 +143,23 @@ def fold_zero_point(rows: np.ndarray, zp: int) -> np.ndarray | None:
     return r.astype(np.int32).reshape(-1)
 
 
+FIXED_MAX_GROUPS = 64
+"""The deepest layer (in groups of four taps) given an instance of fixed shape: its K loop is unrolled, 84 bytes of
+code per pair of groups."""
+
+
+def fixed_shape(depth: int, out_c: int, rq_fast: int, act: tuple[int, int], byte_column: bool
+                ) -> tuple[int, int, int] | None:
+    """The ``(groups, out_c, folded)`` key of the instance of fixed shape ``mcc_gemm.c`` compiles for a layer
+    (``MCC_GEMM_SHAPES``), or None when the layer runs the generic code: the instances cover the layers of
+    ``mcc_gemm_mode`` 1 and 2 (fast requantization, the whole int8 range, ``out_c`` a multiple of 4) on an int16
+    column, at most :data:`FIXED_MAX_GROUPS` groups deep."""
+    groups = depth // 4
+    if byte_column or not rq_fast or act != (-128, 127) or out_c % 4 or depth % 4 or not 0 < groups <= FIXED_MAX_GROUPS:
+        return None
+    return groups, out_c, int(rq_fast == 2)
+
+
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
               geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str,
               row_split: list[int] | None = None) -> None:
@@ -169,6 +186,8 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
                         act_min=act[0], act_max=act[1], rq_fast=rq_fast,
                         column=1 if byte_column else 2 if row_split is not None else 0)
+    if (shape := fixed_shape(depth, int(w2d.shape[0]), rq_fast, act, byte_column)) is not None:
+        ctx.program.gemm_shapes.add(shape)
     wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
