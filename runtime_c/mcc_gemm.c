@@ -524,12 +524,6 @@ MCC_GEMM_INLINE void mcc_gemm_pixel_s16(const mcc_gemm_params *p, const uint32_t
     }
 }
 
-/* An instance for a layer of fixed shape (MCC_GEMM_SHAPES, below): n pixels, each of depth bytes at src (advancing
-   by step), or (src NULL, n 1) the int16 column already in col; every output channel of each, written to out in
-   raster order. */
-typedef void (*mcc_gemm_fixed_fn)(const int8_t *src, int32_t n, int32_t step, uint32_t *col, const int32_t *w,
-                                  const int32_t *bias, const int32_t *rq, int32_t zp, int8_t *out);
-
 /* How mcc_gemm_pixel16 runs a layer's pixels, fixed per call: 0 mcc_gemm_pixel_s16; 1 and 2 the blocks of
    mcc_gemm_blocks_fast (out_c a multiple of 4, rq_fast, the whole int8 range), 2 with the zero point folded. */
 static inline int mcc_gemm_mode(const mcc_gemm_params *p) {
@@ -543,14 +537,9 @@ static inline int mcc_gemm_mode(const mcc_gemm_params *p) {
     return 0;
 }
 
-/* One output pixel from its int16 column x in the layer's mode (mcc_gemm_mode), by the layer's instance when it
-   has one. */
-MCC_GEMM_INLINE void mcc_gemm_pixel16(const mcc_gemm_params *p, int mode, mcc_gemm_fixed_fn fixed, uint32_t *x,
-                                      const int32_t *w, const int32_t *bias, const int32_t *rq, int8_t *out) {
-    if (fixed != NULL) {
-        fixed(NULL, 1, 0, x, w, bias, rq, p->out_zp, out);
-        return;
-    }
+/* One output pixel from its int16 column x in the layer's mode (mcc_gemm_mode). */
+MCC_GEMM_INLINE void mcc_gemm_pixel16(const mcc_gemm_params *p, int mode, const uint32_t *x, const int32_t *w,
+                                      const int32_t *bias, const int32_t *rq, int8_t *out) {
 #if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__)
     const int32_t groups = p->depth >> 2;
     if (mode == 2) {
@@ -711,12 +700,14 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
 }
 
 /* Layers of fixed shape. A project whose generated mcc_gemm.c starts with MCC_GEMM_SHAPES(X), a list of
-   X(G, C, F) for the shapes its layers use (backends/c/emitters/gemm.py, emit.py), gets one instance per shape:
-   depth 4 G, out_c C, the fast requantization over the whole int8 range (rq_fast, mode 1 or 2 of mcc_gemm_mode; F:
-   the zero point folded). With G and C constants the K loop is unrolled to straight LDM/SMLAD code with no loop
-   or per-group tests; with G = 2 (eight input channels) a pixel read in place is unpacked into four registers
-   that every block of output channels reuses, never stored to the column. Only speed builds with the DSP
-   extension and the 16-bit layout compile them; others run the generic code on the same weights. */
+   X(G, C, F, KH, KW, IC) for the shapes its layers use (backends/c/emitters/gemm.py fixed_shape, emit.py), gets
+   one instance per shape (mcc_gemm_fixed_layer): depth 4 G, out_c C, the fast requantization over the whole int8
+   range (rq_fast, mode 1 or 2 of mcc_gemm_mode; F: the zero point folded), a 1x1 window read in place (KH 0) or a
+   KH x KW window over IC channels. With G and C constants the K loop is unrolled to straight LDM/SMLAD code with
+   no loop or per-group tests; with G = 2 (eight input channels) a pixel read in place is unpacked into four
+   registers that every block of output channels reuses, never stored to the column; an interior window's column
+   is built by unrolled code. Only speed builds with the DSP extension and the 16-bit layout compile them; others
+   run the generic code on the same weights and tables. */
 #if defined(MCC_GEMM_SHAPES) && defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__) && \
     !defined(__OPTIMIZE_SIZE__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define MCC_GEMM_FIXED 1
@@ -809,51 +800,6 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_g2(const int8_t
     } while (out != end);
 }
 
-#define MCC_GEMM_FIXED_NAME(G, C, F) mcc_gemm_fixed_##G##_##C##_##F
-#define MCC_GEMM_FIXED_DEFINE(G, C, F)                                                                          \
-    __attribute__((noinline)) MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F##_col)(               \
-        const uint32_t *col, const int32_t *w, const int32_t *bias, const int32_t *rq, int32_t zp, int8_t *out) { \
-        mcc_gemm_fixed_blocks(col, (G), w, bias, rq, zp, out, (C), (F));                                        \
-    }                                                                                                           \
-    MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F)(const int8_t *src, int32_t n, int32_t step,    \
-                                                                 uint32_t *col,                                 \
-                                                                 const int32_t *w, const int32_t *bias,         \
-                                                                 const int32_t *rq, int32_t zp, int8_t *out) {  \
-        if (src == NULL) { /* one pixel's column (kept apart: GCC cannot allocate both loops in one function) */  \
-            MCC_GEMM_FIXED_NAME(G, C, F##_col)(col, w, bias, rq, zp, out);                                      \
-            return;                                                                                             \
-        }                                                                                                       \
-        do {                                                                                                    \
-            if ((G) == 2) {                                                                                     \
-                mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, (C), (F));                                         \
-            } else {                                                                                            \
-                mcc_gemm_expand(src, 4 * (G), 4 * (G), col);                                                    \
-                mcc_gemm_fixed_blocks(col, (G), w, bias, rq, zp, out, (C), (F));                                \
-            }                                                                                                   \
-            src += step;                                                                                        \
-            out += (C);                                                                                         \
-        } while (--n);                                                                                          \
-    }
-MCC_GEMM_SHAPES(MCC_GEMM_FIXED_DEFINE)
-
-/* The instance for a layer of mode 1 or 2, or NULL. */
-static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
-#define MCC_GEMM_FIXED_CASE(G, C, F)                                                                            \
-    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F)) {                                         \
-        return MCC_GEMM_FIXED_NAME(G, C, F);                                                                    \
-    }
-    if (mode != 0) {
-        MCC_GEMM_SHAPES(MCC_GEMM_FIXED_CASE)
-    }
-#undef MCC_GEMM_FIXED_CASE
-    return NULL;
-}
-#else
-static inline mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
-    (void)p;
-    (void)mode;
-    return NULL;
-}
 #endif
 
 #if !defined(MCC_GEMM_NARROW)
@@ -896,7 +842,6 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
                                 const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch) {
     uint32_t *const col16 = (uint32_t *)(void *)scratch;
     const int mode = mcc_gemm_mode(p);
-    const mcc_gemm_fixed_fn fixed = mcc_gemm_fixed_find(p, mode);
     const int32_t full = (p->k_w * p->in_c) & ~3, rest = (p->k_w * p->in_c) & 3;
     const int32_t k_h = p->k_h;
     const int32_t head = k_h * full;           /* taps of the rows' whole groups */
@@ -947,9 +892,111 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
                 mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + p->depth);
                 mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
             }
-            mcc_gemm_pixel16(p, mode, fixed, col16, w, bias, rq, out);
+            mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
         }
     }
+}
+#endif
+
+#if defined(MCC_GEMM_FIXED)
+/* One image of a layer of fixed shape (G groups deep, C output channels, F the zero point folded) in raster order,
+   all channels of a pixel before the next pixel is read. KH 0: a 1x1 window read in place (mcc_gemm_direct,
+   in_c = 4 G); else a KH x KW window over IC input channels, dilation 1, whose column is built with its loops
+   unrolled for a window inside the image, by the generic code for one over the border. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
+    const mcc_gemm_params *p, const int8_t *image, const int32_t *w, const int32_t *bias, const int32_t *rq,
+    int8_t *out, int8_t *scratch, const int32_t G, const int32_t C, const int F, const int32_t KH, const int32_t KW,
+    const int32_t IC) {
+    uint32_t *const col = (uint32_t *)(void *)scratch;
+    const int32_t zp = p->out_zp;
+    if (KH == 0) {
+        const size_t step = (size_t)p->stride_w * (size_t)(4 * G);
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int8_t *src = image + (size_t)oy * p->stride_h * p->in_w * (4 * G);
+            for (int32_t ox = 0; ox < p->out_w; ++ox, src += step, out += C) {
+                if (G == 2) {
+                    mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, C, F);
+                } else {
+                    mcc_gemm_expand(src, 4 * G, 4 * G, col);
+                    mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F);
+                }
+            }
+        }
+        return;
+    }
+    const int32_t ROW = KW * IC, FULL = ROW & ~3, REST = ROW & 3;
+    const int32_t tail = 4 * G - KH * FULL; /* row-split (REST > 0): the rows' last taps, rounded up to a group */
+    uint32_t *const tail16 = col + ((KH * FULL) >> 1);
+    int8_t *const stage = (int8_t *)(void *)tail16 + tail;
+    const size_t row_step = (size_t)p->in_w * IC;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        const int rows_in = iy0 >= 0 && iy0 + KH <= p->in_h;
+        const int8_t *const row0 = rows_in ? image + (size_t)iy0 * row_step : image;
+        for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_left;
+            if (rows_in && ix0 >= 0 && ix0 + KW <= p->in_w) {
+                const int8_t *r = row0 + (size_t)ix0 * IC;
+                uint32_t *d = col;
+                int8_t *st = stage;
+                if (REST) {
+                    const uint32_t zero = 0;
+                    memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps */
+                }
+                _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky, r += row_step) {
+                    _Pragma("GCC unroll 16") for (int32_t g = 0; g < FULL; g += 4, d += 2) {
+                        const uint32_t v = mcc_read32(r + g);
+                        d[0] = MCC_SXTB16(v);
+                        d[1] = MCC_SXTB16_ROR8(v);
+                    }
+                    _Pragma("GCC unroll 4") for (int32_t i = 0; i < REST; ++i) {
+                        *st++ = r[FULL + i];
+                    }
+                }
+                for (int32_t g = 0; g < (REST ? tail : 0); g += 4) {
+                    const uint32_t v = mcc_read32(stage + g); /* in place: read before its words are written */
+                    tail16[g >> 1] = MCC_SXTB16(v);
+                    tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
+                }
+            } else if (REST) {
+                mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + 4 * G);
+                mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);
+            } else {
+                mcc_gemm_im2col_s16(p, image, iy0, ix0, col);
+            }
+            mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F);
+        }
+    }
+}
+
+typedef void (*mcc_gemm_fixed_fn)(const mcc_gemm_params *p, const int8_t *image, const int32_t *w,
+                                  const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch);
+#define MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC) mcc_gemm_fixed_##G##_##C##_##F##_##KH##_##KW##_##IC
+#define MCC_GEMM_FIXED_DEFINE(G, C, F, KH, KW, IC)                                                              \
+    MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC)(                                   \
+        const mcc_gemm_params *p, const int8_t *image, const int32_t *w, const int32_t *bias, const int32_t *rq,  \
+        int8_t *out, int8_t *scratch) {                                                                         \
+        mcc_gemm_fixed_layer(p, image, w, bias, rq, out, scratch, (G), (C), (F), (KH), (KW), (IC));             \
+    }
+MCC_GEMM_SHAPES(MCC_GEMM_FIXED_DEFINE)
+
+/* The instance of a layer of mode 1 or 2 (mcc_gemm_mode), or NULL. */
+static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
+    if (mode == 0 || p->column == 1) {
+        return NULL;
+    }
+    const int direct = mcc_gemm_direct(p);
+    if ((direct && p->in_c != p->depth) || (!direct && (p->dil_h != 1 || p->dil_w != 1))) {
+        return NULL;
+    }
+#define MCC_GEMM_FIXED_CASE(G, C, F, KH, KW, IC)                                                                \
+    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F) &&                                         \
+        ((KH) == 0 ? direct : !direct && p->k_h == (KH) && p->k_w == (KW) && p->in_c == (IC))) {               \
+        return MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC);                                                        \
+    }
+    MCC_GEMM_SHAPES(MCC_GEMM_FIXED_CASE)
+#undef MCC_GEMM_FIXED_CASE
+    return NULL;
 }
 #endif
 
@@ -957,10 +1004,19 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
     const int mode = mcc_gemm_mode(p);
+#if defined(MCC_GEMM_FIXED)
     const mcc_gemm_fixed_fn fixed = mcc_gemm_fixed_find(p, mode);
+#endif
     uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
+#if defined(MCC_GEMM_FIXED)
+        if (fixed != NULL) {
+            fixed(p, image, w, bias, rq, out, scratch);
+            out += (size_t)p->out_h * p->out_w * p->out_c;
+            continue;
+        }
+#endif
 #if !defined(MCC_GEMM_NARROW)
         if (p->column == 2) {
             mcc_gemm_conv_split(p, image, w, bias, rq, out, scratch);
@@ -970,12 +1026,6 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
 #endif
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
-            if (fixed != NULL && direct && p->column == 0 && p->in_c == p->depth) { /* the row's pixels in place */
-                fixed(image + (size_t)iy0 * p->in_w * p->in_c, p->out_w, p->stride_w * p->in_c, col16, w, bias, rq,
-                      p->out_zp, out);
-                out += (size_t)p->out_w * p->out_c;
-                continue;
-            }
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
                 if (p->column == 1) { /* raw bytes: the pixel in place, or an int8 im2col column */
@@ -993,10 +1043,10 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
                         mcc_gemm_im2col(p, image, iy0, ix0, scratch + p->depth);
                         mcc_gemm_expand(scratch + p->depth, p->depth, p->depth, col16);
                     }
-                    mcc_gemm_pixel16(p, mode, fixed, col16, w, bias, rq, out);
+                    mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
                 } else {
                     mcc_gemm_expand(image + ((size_t)iy0 * p->in_w + ix0) * p->in_c, p->in_c, p->depth, col16);
-                    mcc_gemm_pixel16(p, mode, fixed, col16, w, bias, rq, out);
+                    mcc_gemm_pixel16(p, mode, col16, w, bias, rq, out);
                 }
                 out += p->out_c;
             }

@@ -148,16 +148,25 @@ FIXED_MAX_GROUPS = 64
 code per pair of groups."""
 
 
-def fixed_shape(depth: int, out_c: int, rq_fast: int, act: tuple[int, int], byte_column: bool
-                ) -> tuple[int, int, int] | None:
-    """The ``(groups, out_c, folded)`` key of the instance of fixed shape ``mcc_gemm.c`` compiles for a layer
-    (``MCC_GEMM_SHAPES``), or None when the layer runs the generic code: the instances cover the layers of
-    ``mcc_gemm_mode`` 1 and 2 (fast requantization, the whole int8 range, ``out_c`` a multiple of 4) on an int16
-    column, at most :data:`FIXED_MAX_GROUPS` groups deep."""
-    groups = depth // 4
-    if byte_column or not rq_fast or act != (-128, 127) or out_c % 4 or depth % 4 or not 0 < groups <= FIXED_MAX_GROUPS:
+def fixed_shape(op: Op, depth: int, geometry: dict[str, int], rq_fast: int, act: tuple[int, int],
+                byte_column: bool) -> tuple[int, int, int, int, int, int] | None:
+    """The ``(groups, out_c, folded, k_h, k_w, in_c)`` key of the instance of fixed shape ``mcc_gemm.c`` compiles
+    for a layer (``MCC_GEMM_SHAPES``, ``mcc_gemm_fixed_layer``), or None when the layer runs the generic code. The
+    instances cover the convolutions of ``mcc_gemm_mode`` 1 and 2 (fast requantization, the whole int8 range,
+    ``out_c`` a multiple of 4) on an int16 column, at most :data:`FIXED_MAX_GROUPS` groups deep: a 1x1 window read
+    in place (``k_h`` 0 in the key; ``in_c`` a multiple of 4), or an im2col window of dilation 1."""
+    from compiler.ops.conv import gemm_conv_direct
+
+    groups, out_c = depth // 4, geometry["out_c"]
+    if (op.kind != "nn.conv2d" or byte_column or not rq_fast or act != (-128, 127) or out_c % 4 or depth % 4
+            or not 0 < groups <= FIXED_MAX_GROUPS):
         return None
-    return groups, out_c, int(rq_fast == 2)
+    folded = int(rq_fast == 2)
+    if gemm_conv_direct(op):
+        return (groups, out_c, folded, 0, 0, 0) if geometry["in_c"] == depth else None
+    if geometry["dil_h"] != 1 or geometry["dil_w"] != 1:
+        return None
+    return groups, out_c, folded, geometry["k_h"], geometry["k_w"], geometry["in_c"]
 
 
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
@@ -186,7 +195,7 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
                         act_min=act[0], act_max=act[1], rq_fast=rq_fast,
                         column=1 if byte_column else 2 if row_split is not None else 0)
-    if (shape := fixed_shape(depth, int(w2d.shape[0]), rq_fast, act, byte_column)) is not None:
+    if (shape := fixed_shape(op, depth, geometry, rq_fast, act, byte_column)) is not None:
         ctx.program.gemm_shapes.add(shape)
     wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
