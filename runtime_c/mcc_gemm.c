@@ -700,10 +700,10 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
 }
 
 /* Layers of fixed shape. A project whose generated mcc_gemm.c starts with MCC_GEMM_SHAPES(X), a list of
-   X(G, C, F, KH, KW, IC) for the shapes its layers use (backends/c/emitters/gemm.py fixed_shape, emit.py), gets
+   X(G, C, F, KH, KW, IC, B) for the shapes its layers use (backends/c/emitters/gemm.py fixed_shape, emit.py), gets
    one instance per shape (mcc_gemm_fixed_layer): depth 4 G, out_c C, the fast requantization over the whole int8
    range (rq_fast, mode 1 or 2 of mcc_gemm_mode; F: the zero point folded), a 1x1 window read in place (KH 0) or a
-   KH x KW window over IC channels. With G and C constants the K loop is unrolled to straight LDM/SMLAD code with
+   KH x KW window over IC channels, on an int16 column or (B 1) raw bytes. With G and C constants the K loop is unrolled to straight LDM/SMLAD code with
    no loop or per-group tests; with G = 2 (eight input channels) a pixel read in place is unpacked into four
    registers that every block of output channels reuses, never stored to the column; an interior window's column
    is built by unrolled code. Only speed builds with the DSP extension and the 16-bit layout compile them; others
@@ -772,11 +772,74 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const ui
     _Pragma("GCC unroll 1") do {
         int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
         const uint32_t *xp = x;
-        _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
-            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        if (G <= 64) { /* straight code */
+            _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+            }
+        } else { /* a deeper layer: a loop of eight groups */
+            const uint32_t *const x8 = x + 16 * (G >> 3);
+            do {
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+            } while (xp != x8);
+            _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+            }
         }
         if (G & 1) {
             MCC_GEMM_GROUP4_S16(xp, wp);
+        }
+        if (F) {
+            MCC_GEMM_FIXED_STORE4("");
+        } else {
+            MCC_GEMM_FIXED_STORE4(MCC_GEMM_FIXED_ZP);
+        }
+        bias += 4;
+    } while (out != end);
+}
+
+/* MCC_GEMM_GROUP8_S8 the same way: eight raw input bytes unpacked per block. */
+#define MCC_GEMM_FIXED_GROUP8_S8(xp, wp)                                                                        \
+    __asm__("ldr r9, [%[x]], #4\n\t"                                                                            \
+            "ldr r11, [%[x]], #4\n\t"                                                                           \
+            "sxtb16 r8, r9\n\t"                                                                                 \
+            "sxtb16 r9, r9, ror #8\n\t"                                                                         \
+            "sxtb16 r10, r11\n\t"                                                                               \
+            "sxtb16 r11, r11, ror #8\n\t" MCC_GEMM_FIXED_4CH                                                    \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp)           \
+            :                                                                                                   \
+            : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory")
+
+/* Every block of four output channels of one pixel of raw bytes at x (G groups; a byte column). */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks_s8(const int8_t *x, const int32_t G,
+                                                                           const int32_t *wp, const int32_t *bias,
+                                                                           const int32_t *rq, int32_t zp,
+                                                                           int8_t *out, const int32_t C,
+                                                                           const int F) {
+    const int8_t *const end = out + C;
+    _Pragma("GCC unroll 1") do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        const int8_t *xp = x;
+        if (G <= 64) {
+            _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+            }
+        } else {
+            const int8_t *const x8 = x + 32 * (G >> 3);
+            do {
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+            } while (xp != x8);
+            _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+            }
+        }
+        if (G & 1) {
+            MCC_GEMM_GROUP4(xp, wp);
         }
         if (F) {
             MCC_GEMM_FIXED_STORE4("");
@@ -917,13 +980,30 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
 /* One image of a layer of fixed shape (G groups deep, C output channels, F the zero point folded) in raster order,
    all channels of a pixel before the next pixel is read. KH 0: a 1x1 window read in place (mcc_gemm_direct,
    in_c = 4 G); else a KH x KW window over IC input channels, dilation 1, whose column is built with its loops
-   unrolled for a window inside the image, by the generic code for one over the border. */
+   unrolled for a window inside the image, by the generic code for one over the border. B: a byte column
+   (p->column 1), multiplied as raw bytes unpacked with SXTB16. */
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
     const mcc_gemm_params *p, const int8_t *image, const int32_t *w, const int32_t *bias, const int32_t *rq,
     int8_t *out, int8_t *scratch, const int32_t G, const int32_t C, const int F, const int32_t KH, const int32_t KW,
-    const int32_t IC) {
+    const int32_t IC, const int B) {
     uint32_t *const col = (uint32_t *)(void *)scratch;
     const int32_t zp = p->out_zp;
+    if (B) { /* a byte column: the pixel in place (KH 0), else an int8 im2col column */
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                const int8_t *x = scratch;
+                if (KH == 0) {
+                    x = image + ((size_t)iy0 * p->in_w + ix0) * (4 * G);
+                } else {
+                    mcc_gemm_im2col(p, image, iy0, ix0, scratch);
+                }
+                mcc_gemm_fixed_blocks_s8(x, G, w, bias, rq, zp, out, C, F);
+            }
+        }
+        return;
+    }
     if (KH == 0) {
         const size_t step = (size_t)p->stride_w * (size_t)(4 * G);
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -986,28 +1066,28 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
 
 typedef void (*mcc_gemm_fixed_fn)(const mcc_gemm_params *p, const int8_t *image, const int32_t *w,
                                   const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch);
-#define MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC) mcc_gemm_fixed_##G##_##C##_##F##_##KH##_##KW##_##IC
-#define MCC_GEMM_FIXED_DEFINE(G, C, F, KH, KW, IC)                                                              \
-    MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC)(                                   \
+#define MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B) mcc_gemm_fixed_##G##_##C##_##F##_##KH##_##KW##_##IC##_##B
+#define MCC_GEMM_FIXED_DEFINE(G, C, F, KH, KW, IC, B)                                                           \
+    MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B)(                                \
         const mcc_gemm_params *p, const int8_t *image, const int32_t *w, const int32_t *bias, const int32_t *rq,  \
         int8_t *out, int8_t *scratch) {                                                                         \
-        mcc_gemm_fixed_layer(p, image, w, bias, rq, out, scratch, (G), (C), (F), (KH), (KW), (IC));             \
+        mcc_gemm_fixed_layer(p, image, w, bias, rq, out, scratch, (G), (C), (F), (KH), (KW), (IC), (B));        \
     }
 MCC_GEMM_SHAPES(MCC_GEMM_FIXED_DEFINE)
 
 /* The instance of a layer of mode 1 or 2 (mcc_gemm_mode), or NULL. */
 static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
-    if (mode == 0 || p->column == 1) {
+    if (mode == 0) {
         return NULL;
     }
     const int direct = mcc_gemm_direct(p);
     if ((direct && p->in_c != p->depth) || (!direct && (p->dil_h != 1 || p->dil_w != 1))) {
         return NULL;
     }
-#define MCC_GEMM_FIXED_CASE(G, C, F, KH, KW, IC)                                                                \
-    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F) &&                                         \
+#define MCC_GEMM_FIXED_CASE(G, C, F, KH, KW, IC, B)                                                             \
+    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F) && (p->column == 1) == (B) &&              \
         ((KH) == 0 ? direct : !direct && p->k_h == (KH) && p->k_w == (KW) && p->in_c == (IC))) {               \
-        return MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC);                                                        \
+        return MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B);                                                     \
     }
     MCC_GEMM_SHAPES(MCC_GEMM_FIXED_CASE)
 #undef MCC_GEMM_FIXED_CASE

@@ -209,7 +209,7 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
             shapes = " ".join(f"X({', '.join(map(str, s))})" for s in sorted(program.gemm_shapes))
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the layers' shapes with an instance of their own (groups, out_c, "
-                                        "zero point folded, k_h, k_w, in_c; k_h 0: 1x1 in place) */\n"
+                                        "zero point folded, k_h, k_w, in_c (k_h 0: 1x1 in place), byte column) */\n"
                                         f"#define MCC_GEMM_SHAPES(X) {shapes}\n" + text)
         written.append(out_dir / name)
 
