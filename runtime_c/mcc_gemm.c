@@ -756,12 +756,23 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
     "ssat r4, #8, r4\n\t"                                                                                      \
     "strb r4, [%[out]], #1\n\t"
 #define MCC_GEMM_FIXED_ZP "add r4, r4, %[zp]\n\t"
-#define MCC_GEMM_FIXED_STORE4(zp_code)                                                                          \
-    __asm__ volatile(MCC_GEMM_FIXED_RQ("a0", zp_code) MCC_GEMM_FIXED_RQ("a1", zp_code)                         \
-                     MCC_GEMM_FIXED_RQ("a2", zp_code) MCC_GEMM_FIXED_RQ("a3", zp_code)                         \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [rq] "+r"(rq), [out] "+r"(out) \
-                     : [zp] "r"(zp)                                                                            \
-                     : "r4", "r5", "r6", "memory")
+#define MCC_GEMM_FIXED_STORE4_OPS                                                                               \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [rq] "+r"(rq), [out] "+r"(out)
+#define MCC_GEMM_FIXED_STORE4(F)                                                                                \
+    do {                                                                                                        \
+        if (F) {                                                                                                \
+            __asm__ volatile(MCC_GEMM_FIXED_RQ("a0", "") MCC_GEMM_FIXED_RQ("a1", "") MCC_GEMM_FIXED_RQ("a2", "")   \
+                             MCC_GEMM_FIXED_RQ("a3", "") MCC_GEMM_FIXED_STORE4_OPS                              \
+                             :                                                                                  \
+                             : "r4", "r5", "r6", "memory");                                                     \
+        } else {                                                                                                \
+            __asm__ volatile(MCC_GEMM_FIXED_RQ("a0", MCC_GEMM_FIXED_ZP) MCC_GEMM_FIXED_RQ("a1", MCC_GEMM_FIXED_ZP) \
+                             MCC_GEMM_FIXED_RQ("a2", MCC_GEMM_FIXED_ZP) MCC_GEMM_FIXED_RQ("a3", MCC_GEMM_FIXED_ZP) \
+                             MCC_GEMM_FIXED_STORE4_OPS                                                          \
+                             : [zp] "r"(zp)                                                                     \
+                             : "r4", "r5", "r6", "memory");                                                     \
+        }                                                                                                       \
+    } while (0)
 
 /* Every block of four output channels of one pixel whose int16 column is x (G groups). */
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const uint32_t *x, const int32_t G,
@@ -791,11 +802,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const ui
         if (G & 1) {
             MCC_GEMM_GROUP4_S16(xp, wp);
         }
-        if (F) {
-            MCC_GEMM_FIXED_STORE4("");
-        } else {
-            MCC_GEMM_FIXED_STORE4(MCC_GEMM_FIXED_ZP);
-        }
+        MCC_GEMM_FIXED_STORE4(F);
         bias += 4;
     } while (out != end);
 }
@@ -841,11 +848,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks_s8(const
         if (G & 1) {
             MCC_GEMM_GROUP4(xp, wp);
         }
-        if (F) {
-            MCC_GEMM_FIXED_STORE4("");
-        } else {
-            MCC_GEMM_FIXED_STORE4(MCC_GEMM_FIXED_ZP);
-        }
+        MCC_GEMM_FIXED_STORE4(F);
         bias += 4;
     } while (out != end);
 }
@@ -869,11 +872,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_g2(const int8_t
                   [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)
                 : [x0] "r"(x0_), [x1] "r"(x1_), [x2] "r"(x2_), [x3] "r"(x3_)
                 : "memory");
-        if (F) {
-            MCC_GEMM_FIXED_STORE4("");
-        } else {
-            MCC_GEMM_FIXED_STORE4(MCC_GEMM_FIXED_ZP);
-        }
+        MCC_GEMM_FIXED_STORE4(F);
         bias += 4;
     } while (out != end);
 }
