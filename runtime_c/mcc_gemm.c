@@ -703,8 +703,8 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
    X(G, C, F, KH, KW, IC, B) for the shapes its layers use (backends/c/emitters/gemm.py fixed_shape, emit.py), gets
    one instance per shape (mcc_gemm_fixed_layer): depth 4 G, out_c C, the fast requantization over the whole int8
    range (rq_fast, mode 1 or 2 of mcc_gemm_mode; F: the zero point folded), a 1x1 window read in place (KH 0) or a
-   KH x KW window over IC channels, on an int16 column or (B 1) raw bytes. With G and C constants the K loop is unrolled to straight LDM/SMLAD code with
-   no loop or per-group tests; with G = 2 (eight input channels) a pixel read in place is unpacked into four
+   KH x KW window over IC channels, on an int16 column or (B 1) raw bytes. With G and C constants the K loop is
+   unrolled to straight LDM/SMLAD code with no loop or per-group tests; with G = 2 (eight input channels) a pixel read in place is unpacked into four
    registers that every block of output channels reuses, never stored to the column; an interior window's column
    is built by unrolled code. Only speed builds with the DSP extension and the 16-bit layout compile them; others
    run the generic code on the same weights and tables. */
@@ -716,7 +716,7 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
 #define MCC_GEMM_FIXED_ATTR __attribute__((target("general-regs-only")))
 
 /* MCC_GEMM_GROUP8_S16 with the eight words in registers named in the code and clobbered rather than in explicit
-   register variables, which GCC cannot always allocate once the K loop is unrolled. */
+   register variables (the form that, with general-regs-only, GCC allocates in every unrolled instance tried). */
 #define MCC_GEMM_FIXED_GROUP8(xp, wp)                                                                           \
     __asm__("ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH                                              \
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp)           \
