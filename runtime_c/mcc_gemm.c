@@ -706,8 +706,8 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
    KH x KW window over IC channels, on an int16 column or (B 1) raw bytes. With G and C constants the K loop is
    unrolled to straight LDM/SMLAD code with no loop or per-group tests; with G = 2 (eight input channels) a pixel
    read in place is unpacked into four registers that every block of output channels reuses, never stored to the
-   column; an interior window's column is built by unrolled code. Only speed builds with the DSP extension and the 16-bit layout compile them; others
-   run the generic code on the same weights and tables. */
+   column; an interior window's column is built by unrolled code. Only speed builds with the DSP extension and the
+   16-bit layout compile them; others run the generic code on the same weights and tables. */
 #if defined(MCC_GEMM_SHAPES) && defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__) && \
     !defined(__OPTIMIZE_SIZE__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define MCC_GEMM_FIXED 1
