@@ -699,6 +699,186 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
     }
 }
 
+/* Layers of fixed shape. A project whose generated mcc_gemm.c starts with MCC_GEMM_SHAPES(X), a list of
+   X(G, C, F, KH, KW, IC, B) for the shapes its layers use (backends/c/emitters/gemm.py fixed_shape, emit.py), gets
+   one instance per shape (mcc_gemm_fixed_layer): depth 4 G, out_c C, the fast requantization over the whole int8
+   range (rq_fast, mode 1 or 2 of mcc_gemm_mode; F: the zero point folded), a 1x1 window read in place (KH 0) or a
+   KH x KW window over IC channels, on an int16 column or (B 1) raw bytes. With G and C constants the K loop is
+   unrolled to straight LDM/SMLAD code with no loop or per-group tests; with G = 2 (eight input channels) a pixel
+   read in place is unpacked into four registers that every block of output channels reuses, never stored to the
+   column; an interior window's column is built by unrolled code. Only speed builds with the DSP extension and the
+   16-bit layout compile them; others run the generic code on the same weights and tables. */
+#if defined(MCC_GEMM_SHAPES) && defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__) && \
+    !defined(__OPTIMIZE_SIZE__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define MCC_GEMM_FIXED 1
+/* An instance keeps its values in core registers: with the FPU's registers to spill to (a hard-float build), GCC
+   12 finds the K loop's asm "impossible" to allocate. */
+#define MCC_GEMM_FIXED_ATTR __attribute__((target("general-regs-only")))
+
+/* MCC_GEMM_GROUP8_S16 with the eight words in registers named in the code and clobbered rather than in explicit
+   register variables (the form that, with general-regs-only, GCC allocates in every unrolled instance tried). */
+#define MCC_GEMM_FIXED_GROUP8(xp, wp)                                                                           \
+    __asm__("ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH                                              \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp)           \
+            :                                                                                                   \
+            : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory")
+#define MCC_GEMM_FIXED_4CH                                                                                      \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a0], r8, r4, %[a0]\n\t"                                                                            \
+    "smlad %[a0], r9, r5, %[a0]\n\t"                                                                            \
+    "smlad %[a0], r10, r6, %[a0]\n\t"                                                                           \
+    "smlad %[a0], r11, r12, %[a0]\n\t"                                                                          \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a1], r8, r4, %[a1]\n\t"                                                                            \
+    "smlad %[a1], r9, r5, %[a1]\n\t"                                                                            \
+    "smlad %[a1], r10, r6, %[a1]\n\t"                                                                           \
+    "smlad %[a1], r11, r12, %[a1]\n\t"                                                                          \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a2], r8, r4, %[a2]\n\t"                                                                            \
+    "smlad %[a2], r9, r5, %[a2]\n\t"                                                                            \
+    "smlad %[a2], r10, r6, %[a2]\n\t"                                                                           \
+    "smlad %[a2], r11, r12, %[a2]\n\t"                                                                          \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[a3], r8, r4, %[a3]\n\t"                                                                            \
+    "smlad %[a3], r9, r5, %[a3]\n\t"                                                                            \
+    "smlad %[a3], r10, r6, %[a3]\n\t"                                                                           \
+    "smlad %[a3], r11, r12, %[a3]"
+
+/* The fast requantization of four accumulators (mcc_gemm_store4_fast) with one LDM of each channel's row {m, h, r}
+   and post-incremented stores: seven instructions per channel, six with the zero point folded; advances rq by
+   twelve words and out by four bytes. */
+#define MCC_GEMM_FIXED_RQ(acc, zp)                                                                              \
+    "lsl %[" acc "], %[" acc "], #1\n\t"                                                                        \
+    "ldm %[rq]!, {r4, r5, r6}\n\t"                                                                             \
+    "smmlar r4, %[" acc "], r4, r5\n\t"                                                                        \
+    "add r4, r4, %[" acc "], asr #31\n\t"                                                                      \
+    "asr r4, r4, r6\n\t" zp                                                                                    \
+    "ssat r4, #8, r4\n\t"                                                                                      \
+    "strb r4, [%[out]], #1\n\t"
+#define MCC_GEMM_FIXED_ZP "add r4, r4, %[zp]\n\t"
+#define MCC_GEMM_FIXED_STORE4_OPS                                                                               \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [rq] "+r"(rq), [out] "+r"(out)
+#define MCC_GEMM_FIXED_STORE4(F)                                                                                \
+    do {                                                                                                        \
+        if (F) {                                                                                                \
+            __asm__ volatile(MCC_GEMM_FIXED_RQ("a0", "") MCC_GEMM_FIXED_RQ("a1", "") MCC_GEMM_FIXED_RQ("a2", "")   \
+                             MCC_GEMM_FIXED_RQ("a3", "") MCC_GEMM_FIXED_STORE4_OPS                              \
+                             :                                                                                  \
+                             : "r4", "r5", "r6", "memory");                                                     \
+        } else {                                                                                                \
+            __asm__ volatile(MCC_GEMM_FIXED_RQ("a0", MCC_GEMM_FIXED_ZP) MCC_GEMM_FIXED_RQ("a1", MCC_GEMM_FIXED_ZP) \
+                             MCC_GEMM_FIXED_RQ("a2", MCC_GEMM_FIXED_ZP) MCC_GEMM_FIXED_RQ("a3", MCC_GEMM_FIXED_ZP) \
+                             MCC_GEMM_FIXED_STORE4_OPS                                                          \
+                             : [zp] "r"(zp)                                                                     \
+                             : "r4", "r5", "r6", "memory");                                                     \
+        }                                                                                                       \
+    } while (0)
+
+/* Every block of four output channels of one pixel whose int16 column is x (G groups). */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const uint32_t *x, const int32_t G,
+                                                                        const int32_t *wp, const int32_t *bias,
+                                                                        const int32_t *rq, int32_t zp, int8_t *out,
+                                                                        const int32_t C, const int F) {
+    const int8_t *const end = out + C;
+    _Pragma("GCC unroll 1") do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        const uint32_t *xp = x;
+        if (G <= 64) { /* straight code */
+            _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+            }
+        } else { /* a deeper layer: a loop of eight groups */
+            const uint32_t *const x8 = x + 16 * (G >> 3);
+            do {
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+            } while (xp != x8);
+            _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8(xp, wp);
+            }
+        }
+        if (G & 1) {
+            MCC_GEMM_GROUP4_S16(xp, wp);
+        }
+        MCC_GEMM_FIXED_STORE4(F);
+        bias += 4;
+    } while (out != end);
+}
+
+/* MCC_GEMM_GROUP8_S8 the same way: eight raw input bytes unpacked per block. */
+#define MCC_GEMM_FIXED_GROUP8_S8(xp, wp)                                                                        \
+    __asm__("ldr r9, [%[x]], #4\n\t"                                                                            \
+            "ldr r11, [%[x]], #4\n\t"                                                                           \
+            "sxtb16 r8, r9\n\t"                                                                                 \
+            "sxtb16 r9, r9, ror #8\n\t"                                                                         \
+            "sxtb16 r10, r11\n\t"                                                                               \
+            "sxtb16 r11, r11, ror #8\n\t" MCC_GEMM_FIXED_4CH                                                    \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(xp), [w] "+r"(wp)           \
+            :                                                                                                   \
+            : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory")
+
+/* Every block of four output channels of one pixel of raw bytes at x (G groups; a byte column). */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks_s8(const int8_t *x, const int32_t G,
+                                                                           const int32_t *wp, const int32_t *bias,
+                                                                           const int32_t *rq, int32_t zp,
+                                                                           int8_t *out, const int32_t C,
+                                                                           const int F) {
+    const int8_t *const end = out + C;
+    _Pragma("GCC unroll 1") do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        const int8_t *xp = x;
+        if (G <= 64) {
+            _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+            }
+        } else {
+            const int8_t *const x8 = x + 32 * (G >> 3);
+            do {
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+            } while (xp != x8);
+            _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
+                MCC_GEMM_FIXED_GROUP8_S8(xp, wp);
+            }
+        }
+        if (G & 1) {
+            MCC_GEMM_GROUP4(xp, wp);
+        }
+        MCC_GEMM_FIXED_STORE4(F);
+        bias += 4;
+    } while (out != end);
+}
+
+/* Every block of one pixel of eight input bytes at src, unpacked into x0..x3 once. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_g2(const int8_t *src, const int32_t *wp,
+                                                                    const int32_t *bias, const int32_t *rq,
+                                                                    int32_t zp, int8_t *out, const int32_t C,
+                                                                    const int F) {
+    const uint32_t v0 = mcc_read32(src), v1 = mcc_read32(src + 4);
+    register uint32_t x0_ __asm__("r8") = MCC_SXTB16(v0);
+    register uint32_t x1_ __asm__("r9") = MCC_SXTB16_ROR8(v0);
+    register uint32_t x2_ __asm__("r10") = MCC_SXTB16(v1);
+    register uint32_t x3_ __asm__("r11") = MCC_SXTB16_ROR8(v1);
+    const int8_t *const end = out + C;
+    do {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12");
+        __asm__(MCC_GEMM_LDM_4CH
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(wp), [w0] "=&r"(w0_),
+                  [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)
+                : [x0] "r"(x0_), [x1] "r"(x1_), [x2] "r"(x2_), [x3] "r"(x3_)
+                : "memory");
+        MCC_GEMM_FIXED_STORE4(F);
+        bias += 4;
+    } while (out != end);
+}
+
+#endif
+
 #if !defined(MCC_GEMM_NARROW)
 /* The row-split column (p->column == 2) of the window at (iy0, ix0) as raw bytes, the input zero point over the
    padding, zeros up to p->depth: the int8 form of mcc_gemm_col_split for a window over the border. */
@@ -795,13 +975,142 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
 }
 #endif
 
+#if defined(MCC_GEMM_FIXED)
+/* One image of a layer of fixed shape (G groups deep, C output channels, F the zero point folded) in raster order,
+   all channels of a pixel before the next pixel is read. KH 0: a 1x1 window read in place (mcc_gemm_direct,
+   in_c = 4 G); else a KH x KW window over IC input channels, dilation 1, whose column is built with its loops
+   unrolled for a window inside the image, by the generic code for one over the border. B: a byte column
+   (p->column 1), multiplied as raw bytes unpacked with SXTB16. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
+    const mcc_gemm_params *p, const int8_t *image, const int32_t *w, const int32_t *bias, const int32_t *rq,
+    int8_t *out, int8_t *scratch, const int32_t G, const int32_t C, const int F, const int32_t KH, const int32_t KW,
+    const int32_t IC, const int B) {
+    uint32_t *const col = (uint32_t *)(void *)scratch;
+    const int32_t zp = p->out_zp;
+    if (B) { /* a byte column: the pixel in place (KH 0), else an int8 im2col column */
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                const int8_t *x = scratch;
+                if (KH == 0) {
+                    x = image + ((size_t)iy0 * p->in_w + ix0) * (4 * G);
+                } else {
+                    mcc_gemm_im2col(p, image, iy0, ix0, scratch);
+                }
+                mcc_gemm_fixed_blocks_s8(x, G, w, bias, rq, zp, out, C, F);
+            }
+        }
+        return;
+    }
+    if (KH == 0) {
+        const size_t step = (size_t)p->stride_w * (size_t)(4 * G);
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int8_t *src = image + (size_t)oy * p->stride_h * p->in_w * (4 * G);
+            for (int32_t ox = 0; ox < p->out_w; ++ox, src += step, out += C) {
+                if (G == 2) {
+                    mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, C, F);
+                } else {
+                    mcc_gemm_expand(src, 4 * G, 4 * G, col);
+                    mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F);
+                }
+            }
+        }
+        return;
+    }
+    const int32_t ROW = KW * IC, FULL = ROW & ~3, REST = ROW & 3;
+    const int32_t tail = 4 * G - KH * FULL; /* row-split (REST > 0): the rows' last taps, rounded up to a group */
+    uint32_t *const tail16 = col + ((KH * FULL) >> 1);
+    int8_t *const stage = (int8_t *)(void *)tail16 + tail;
+    const size_t row_step = (size_t)p->in_w * IC;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        const int rows_in = iy0 >= 0 && iy0 + KH <= p->in_h;
+        const int8_t *const row0 = rows_in ? image + (size_t)iy0 * row_step : image;
+        for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_left;
+            if (rows_in && ix0 >= 0 && ix0 + KW <= p->in_w) {
+                const int8_t *r = row0 + (size_t)ix0 * IC;
+                uint32_t *d = col;
+                int8_t *st = stage;
+                if (REST) {
+                    const uint32_t zero = 0;
+                    memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps */
+                }
+                _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky, r += row_step) {
+                    _Pragma("GCC unroll 16") for (int32_t g = 0; g < FULL; g += 4, d += 2) {
+                        const uint32_t v = mcc_read32(r + g);
+                        d[0] = MCC_SXTB16(v);
+                        d[1] = MCC_SXTB16_ROR8(v);
+                    }
+                    _Pragma("GCC unroll 4") for (int32_t i = 0; i < REST; ++i) {
+                        *st++ = r[FULL + i];
+                    }
+                }
+                for (int32_t g = 0; g < (REST ? tail : 0); g += 4) {
+                    const uint32_t v = mcc_read32(stage + g); /* in place: read before its words are written */
+                    tail16[g >> 1] = MCC_SXTB16(v);
+                    tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
+                }
+            } else if (REST) {
+                mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + 4 * G);
+                mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);
+            } else {
+                mcc_gemm_im2col_s16(p, image, iy0, ix0, col);
+            }
+            mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F);
+        }
+    }
+}
+
+typedef void (*mcc_gemm_fixed_fn)(const mcc_gemm_params *p, const int8_t *image, const int32_t *w,
+                                  const int32_t *bias, const int32_t *rq, int8_t *out, int8_t *scratch);
+#define MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B) mcc_gemm_fixed_##G##_##C##_##F##_##KH##_##KW##_##IC##_##B
+#define MCC_GEMM_FIXED_DEFINE(G, C, F, KH, KW, IC, B)                                                           \
+    MCC_GEMM_FIXED_ATTR static void MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B)(                                \
+        const mcc_gemm_params *p, const int8_t *image, const int32_t *w, const int32_t *bias, const int32_t *rq,  \
+        int8_t *out, int8_t *scratch) {                                                                         \
+        mcc_gemm_fixed_layer(p, image, w, bias, rq, out, scratch, (G), (C), (F), (KH), (KW), (IC), (B));        \
+    }
+MCC_GEMM_SHAPES(MCC_GEMM_FIXED_DEFINE)
+
+/* The instance of a layer of mode 1 or 2 (mcc_gemm_mode), or NULL. */
+static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
+    if (mode == 0) {
+        return NULL;
+    }
+    const int direct = mcc_gemm_direct(p);
+    if ((direct && p->in_c != p->depth) || (!direct && (p->dil_h != 1 || p->dil_w != 1))) {
+        return NULL;
+    }
+#define MCC_GEMM_FIXED_CASE(G, C, F, KH, KW, IC, B)                                                             \
+    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F) && (p->column == 1) == (B) &&              \
+        ((KH) == 0 ? direct : !direct && p->k_h == (KH) && p->k_w == (KW) && p->in_c == (IC))) {               \
+        return MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B);                                                     \
+    }
+    MCC_GEMM_SHAPES(MCC_GEMM_FIXED_CASE)
+#undef MCC_GEMM_FIXED_CASE
+    return NULL;
+}
+#endif
+
 void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
                       const int32_t *rq, int8_t *out, int8_t *scratch) {
     const int direct = mcc_gemm_direct(p);
     const int mode = mcc_gemm_mode(p);
+#if defined(MCC_GEMM_FIXED)
+    const mcc_gemm_fixed_fn fixed = mcc_gemm_fixed_find(p, mode);
+#endif
     uint32_t *col16 = (uint32_t *)(void *)scratch;
     for (int32_t n = 0; n < p->batch; ++n) {
         const int8_t *image = in + (size_t)n * p->in_h * p->in_w * p->in_c;
+#if defined(MCC_GEMM_FIXED)
+        if (fixed != NULL) {
+            fixed(p, image, w, bias, rq, out, scratch);
+            out += (size_t)p->out_h * p->out_w * p->out_c;
+            continue;
+        }
+#endif
 #if !defined(MCC_GEMM_NARROW)
         if (p->column == 2) {
             mcc_gemm_conv_split(p, image, w, bias, rq, out, scratch);

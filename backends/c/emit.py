@@ -205,6 +205,12 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"
                                         "#define MCC_GEMM_NARROW 1\n" + text)
+        if name == "mcc_gemm.c" and program.gemm_shapes and not program.narrow_gemm:
+            shapes = " ".join(f"X({', '.join(map(str, s))})" for s in sorted(program.gemm_shapes))
+            text = (out_dir / name).read_text()
+            (out_dir / name).write_text("/* mcc: the layers' shapes with an instance of their own (groups, out_c, "
+                                        "zero point folded, k_h, k_w, in_c (k_h 0: 1x1 in place), byte column) */\n"
+                                        f"#define MCC_GEMM_SHAPES(X) {shapes}\n" + text)
         written.append(out_dir / name)
 
     kernels = " ".join(sorted(f for f in program.runtime_files if f.endswith(".c")))

@@ -75,6 +75,9 @@ class Program:
     tables: list[ConstArray] = field(default_factory=list)
     params: list[ParamStruct] = field(default_factory=list)
     runtime_files: set[str] = field(default_factory=set)
+    gemm_shapes: set[tuple[int, int, int, int, int, int, int]] = field(default_factory=set)
+    """``(groups, out_c, folded, k_h, k_w, in_c, bytes)`` of the GEMM layers that get an instance of fixed shape in
+    ``mcc_gemm.c`` (``MCC_GEMM_SHAPES``, written by ``emit.py``; :func:`backends.c.emitters.gemm.fixed_shape`)."""
     narrow_gemm: bool = False
     """The GEMM weights are compiled in their byte layout only (``MCC_GEMM_NARROW`` fixed in the project's copy of
     ``mcc_gemm.c``): set by :meth:`use_narrow_gemm` when the 16-bit layout would not fit the target's flash."""

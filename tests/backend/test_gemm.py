@@ -3,6 +3,8 @@ against the interpreter on the awkward cases (huge biases, zero and left-shift m
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -294,6 +296,55 @@ def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
     assert all(f".column = {c}," in params for c in (1, 2)) and ".rq_fast = 2," in params  # the paths under test
     batches = random_c_batches(report, 3, seed=2)
     res = emulate(tmp_path / "c", report, "cortex-m7", opt, batches)
+    assert res.host_identical is True
+    for k in range(3):
+        np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")
+
+
+def test_fixed_shape_instances_on_emulated_cortex_m7_match_the_interpreter(tmp_path):
+    """The instances of fixed shape (``MCC_GEMM_SHAPES``, ``mcc_gemm_fixed_layer``) an -O3 Cortex-M7 build runs
+    equal the interpreter bit for bit: window rows of whole groups with an odd last group (3x3 over 4 channels,
+    padded), a strided 1x1 conv read in place, an 8-deep pixel unpacked into registers, a window of 72 groups (the
+    loop of eight groups), a byte column. The generated file must list every one of them (else the generic code
+    would run and the test would prove nothing)."""
+    import shutil
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
+    pytest.importorskip("elftools", reason="pyelftools is not installed")
+    from backends.cortexm.emulate import emulate
+    from compiler.emulate_cmd import random_c_batches
+    from compiler.interpreter import run
+    from tests.backend.harness import compile_to_c
+
+    rng = np.random.default_rng(5)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 10, 9, 4), 0.02, -128), "x")
+    h = x
+    layers = [(3, 4, 16, 1, (1, 1, 1, 1), False), (1, 16, 8, 2, (0, 0, 0, 0), False),
+              (1, 8, 32, 1, (0, 0, 0, 0), False), (3, 32, 8, 1, (1, 1, 1, 1), False),
+              (3, 8, 12, 1, (1, 0, 1, 1), True)]
+    for i, (k, ci, co, s, p, byte_column) in enumerate(layers):
+        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
+        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+                  TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
+                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        hw = (h.type.shape[1] + p[0] + p[2] - k) // s + 1, (h.type.shape[2] + p[1] + p[3] - k) // s + 1
+        attrs = {"pads": p, "strides": (s, s), "byte_column": byte_column}
+        h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, -128 + 9 * i)], attrs, [f"y{i}"]).result
+    g.outputs = [h]
+    verify(g)
+    report = compile_to_c(g, tmp_path / "c")
+    head = (tmp_path / "c" / "mcc_gemm.c").read_text().split("\n", 2)[1]
+    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
+    keys = {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+    # (groups, out_c, k_h, k_w, in_c); the planner may give any layer the byte column: both kinds must run
+    assert {(k[0], k[1], k[3], k[4], k[5]) for k in keys} == {
+        (9, 16, 3, 3, 4), (4, 8, 0, 0, 0), (2, 32, 0, 0, 0), (72, 8, 3, 3, 32), (18, 12, 3, 3, 8)}, keys
+    assert {k[6] for k in keys} == {0, 1} and all(k[2] == 1 for k in keys), keys
+    batches = random_c_batches(report, 3, seed=4)
+    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
     assert res.host_identical is True
     for k in range(3):
         np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")

@@ -143,6 +143,33 @@ def fold_zero_point(rows: np.ndarray, zp: int) -> np.ndarray | None:
     return r.astype(np.int32).reshape(-1)
 
 
+FIXED_MAX_GROUPS = 160
+"""The deepest layer (in groups of four taps) given an instance of fixed shape. Up to 64 groups its K loop is
+straight code (84 bytes per pair of groups); deeper, a loop of eight groups."""
+
+
+def fixed_shape(op: Op, depth: int, geometry: dict[str, int], rq_fast: int, act: tuple[int, int],
+                byte_column: bool) -> tuple[int, int, int, int, int, int, int] | None:
+    """The ``(groups, out_c, folded, k_h, k_w, in_c, bytes)`` key of the instance of fixed shape ``mcc_gemm.c``
+    compiles for a layer (``MCC_GEMM_SHAPES``, ``mcc_gemm_fixed_layer``), or None when the layer runs the generic
+    code. The instances cover the convolutions of ``mcc_gemm_mode`` 1 and 2 (fast requantization, the whole int8
+    range, ``out_c`` a multiple of 4) at most :data:`FIXED_MAX_GROUPS` groups deep, on an int16 column or raw bytes
+    (``byte_column``): a 1x1 window read in place (``k_h`` 0 in the key; ``in_c`` a multiple of 4), or an im2col
+    window of dilation 1."""
+    from compiler.ops.conv import gemm_conv_direct
+
+    groups, out_c = depth // 4, geometry["out_c"]
+    if (op.kind != "nn.conv2d" or not rq_fast or act != (-128, 127) or out_c % 4 or depth % 4
+            or not 0 < groups <= FIXED_MAX_GROUPS):
+        return None
+    folded, column = int(rq_fast == 2), int(byte_column)
+    if gemm_conv_direct(op):
+        return (groups, out_c, folded, 0, 0, 0, column) if geometry["in_c"] == depth else None
+    if geometry["dil_h"] != 1 or geometry["dil_w"] != 1:
+        return None
+    return groups, out_c, folded, geometry["k_h"], geometry["k_w"], geometry["in_c"], column
+
+
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
               geometry: dict[str, int], out_zp: int, act: tuple[int, int], scratch: str,
               row_split: list[int] | None = None) -> None:
@@ -169,6 +196,8 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
     params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
                         act_min=act[0], act_max=act[1], rq_fast=rq_fast,
                         column=1 if byte_column else 2 if row_split is not None else 0)
+    if (shape := fixed_shape(op, depth, geometry, rq_fast, act, byte_column)) is not None:
+        ctx.program.gemm_shapes.add(shape)
     wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
