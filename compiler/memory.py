@@ -822,8 +822,8 @@ BYTE_COLUMN_TRIALS = 8
 
 BYTE_COLUMN_MIN_GAIN = 0.02
 """The least fraction of the arena the slower int8 column must save to be chosen. Measured on MLPerf IC ResNet-8
-(Cortex-M7, -O3): its one candidate saves 288 of 25,728 B (1.1 %) and costs 0.7 M instructions (5 %), so it is
-left on the int16 column; 0 takes every saving."""
+(Cortex-M7, -O3): its one candidate saves 288 of 25,728 B (1.1 %) and would cost 0.34 M instructions (2.7 %), so
+it is left on the int16 column; 0 takes every saving."""
 
 
 def _choose_byte_columns(graph: Graph, plan: MemoryPlan, overlap: bool, min_gain: float) -> MemoryPlan:
