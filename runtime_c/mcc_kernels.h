@@ -95,6 +95,47 @@ size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
 #define MCC_GEMM_NARROW 1
 #endif
 
+/* Size-first kernels and tables (MCC_SIZE_FIRST): a size-first build (-Os) with the byte layout compiles compact
+   GEMM and depthwise kernels, one generic function each, and their packed requantization tables (the generated
+   code's "#if defined(MCC_SIZE_FIRST)" arrays: backends/c/emitters/gemm.py small_requant); -DMCC_SIZE_FIRST forces
+   them at any level (with the byte layout), -DMCC_SPEED_FIRST keeps the speed-first kernels at -Os. */
+#if !defined(MCC_SIZE_FIRST) && defined(__OPTIMIZE_SIZE__) && defined(MCC_GEMM_NARROW) && !defined(MCC_SPEED_FIRST)
+#define MCC_SIZE_FIRST 1
+#endif
+#if defined(MCC_SIZE_FIRST) && !defined(MCC_GEMM_NARROW)
+#define MCC_GEMM_NARROW 1
+#endif
+
+#if defined(MCC_SIZE_FIRST)
+/* The requantized, clamped output of channel c (of `channels`) for accumulator acc, TFLite's
+   MultiplyByQuantizedMultiplier bit for bit, from a size-first table: word 0 the header (base shift s0 in bits 0-7,
+   the output zero point in bits 8-15, bit 16 the wide form); then per channel the multiplier's bits 0-29 with
+   shift - s0 in bits 30-31 (a nonzero multiplier lies in [2^30, 2^31)), or in the wide form the multiplier,
+   followed by the shifts as int8. */
+static inline int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo,
+                                  int32_t hi) {
+    const uint32_t head = (uint32_t)rq[0];
+    const uint32_t word = (uint32_t)rq[1 + c];
+    int32_t m, s;
+    if (head & 0x10000u) {
+        m = (int32_t)word;
+        s = ((const int8_t *)(const void *)(rq + 1 + channels))[c];
+    } else {
+        m = (int32_t)((word & 0x3FFFFFFFu) | 0x40000000u);
+        s = (int32_t)(int8_t)(uint8_t)(head & 0xFFu) + (int32_t)(word >> 30);
+    }
+    int32_t v;
+    if (s < 0) { /* a right shift r = -s: both roundings in one 64-bit sum, exact for every accumulator */
+        int64_t t = (int64_t)acc * m + ((int64_t)1 << 30);
+        t += (int64_t)(((uint32_t)1 << (-s - 1)) - (t < 0 ? 1u : 0u)) * 2147483648LL;
+        v = (int32_t)(t >> 32) >> (-s - 1);
+    } else {
+        v = mcc_mbqm(acc, m, s);
+    }
+    return (int8_t)mcc_clamp(v + (int32_t)(int8_t)(uint8_t)((head >> 8) & 0xFFu), lo, hi);
+}
+#endif
+
 typedef struct {
     int32_t batch, in_h, in_w, in_c;
     int32_t out_h, out_w, out_c;

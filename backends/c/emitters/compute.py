@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.c.emitters._util import require_int8, weight_offset
-from backends.c.emitters.gemm import NARROW, emit_gemm, fold_bias, requant_table
+from backends.c.emitters.gemm import NARROW, emit_gemm, fold_bias, requant_table, small_requant
 from backends.c.lower import LowerContext, emitter
 from compiler.errors import UnsupportedOpError
 from compiler.ir import DType, Op, Value
@@ -101,18 +101,22 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
     cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
     wkey = ("w", wnp.shape, wnp.tobytes())
+    # a size-first build: the packed table of gemm.py's small_requant for both variants
+    mult, shift = requant_multipliers(op)
+    w2d = wnp.reshape(-1, wnp.shape[-1]).T.astype(np.int64)
+    small = small_requant(mult, shift, fold_bias(bias_np, w2d, -xzp), w2d, yzp)
     if wkey not in cache:
         cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
                                  (NARROW, depthwise_fast_weights(wnp, narrow=True)))
     bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
     if variant.endswith("_any"):
-        rq_sym = ctx.table("requant", rq)
+        rq_sym = ctx.table("requant", rq, small)
     else:  # every rounding half is 2^(shift-1): the output zero point folds into it, and a size-first build
         # keeps {multiplier, shift} only (it adds the zero point)
         folded = depthwise_fold_zero_point(rq, yzp)
-        rkey = ("rq", folded.shape, folded.tobytes())
+        rkey = ("rq", folded.shape, folded.tobytes(), small.tobytes())
         if rkey not in cache:
-            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
+            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)), small)
         rq_sym = cache[rkey]
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 

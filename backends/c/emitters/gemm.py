@@ -157,8 +157,9 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
         from compiler.errors import UnsupportedOpError
 
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
-    folded = fold_bias(bias, w2d, in_offset)
+    folded = plain = fold_bias(bias, w2d, in_offset)
     mult, shift = requant_multipliers(op)
+    small = small_requant(mult, shift, plain, w2d, out_zp)  # a size-first build's table, with the plain bias
     # fully connected layers and byte_column convs multiply raw input bytes, other convs an int16 column
     byte_column = op.kind == "nn.fully_connected" or bool(op.attrs.get("byte_column", False))
     fast = fast_layer(mult, shift, folded, w2d)
@@ -171,5 +172,71 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
                         column=1 if byte_column else 2 if row_split is not None else 0)
     wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
-    ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
-                                  ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
+    bias_sym = ctx.table("bias", folded, None if np.array_equal(folded, plain) else plain)
+    ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, bias_sym,
+                                  ctx.table("requant", rq, small), ctx.act(op.result), scratch], "mcc_gemm.c")
+
+
+SIZE_FIRST = "defined(MCC_SIZE_FIRST)"
+"""The C condition of a size-first build (GCC's -Os, see ``runtime_c/mcc_kernels.h``): its GEMM and depthwise
+kernels read the packed requantization of :func:`small_requant` and the plain folded bias."""
+
+SMALL_WIDE = 1 << 16
+"""Header flag of a :func:`small_requant` table whose shifts follow the multipliers as bytes."""
+
+
+def small_requant(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndarray, zp: int) -> np.ndarray:
+    """The size-first requantization table of a layer (int32 words), TFLite's MultiplyByQuantizedMultiplier of
+    ``(multiplier, shift)`` per output channel, decoded by ``mcc_rq_small`` (``runtime_c/mcc_kernels.h``):
+
+    - word 0, the header: the base shift ``s0`` in bits 0-7 (int8), the output zero point in bits 8-15 (int8),
+      :data:`SMALL_WIDE` in bit 16 for the wide form;
+    - packed form (every nonzero multiplier's shift in ``[s0, s0 + 3]``): one word per channel, the multiplier's bits
+      0-29 with ``shift - s0`` in bits 30-31 (a nonzero TFLite multiplier lies in ``[2^30, 2^31)``: bit 30 is 1,
+      bit 31 is 0, both implied). A zero multiplier (its result 0 for every accumulator) is stored as ``2^30`` with
+      the shift ``s0``, which is exact only when that gives 0 at both ends of the channel's accumulator range
+      ``bias +- 128 * sum |w|`` (the result is monotonic in the accumulator for a right shift); otherwise, or when
+      the shifts span more than four values, the wide form;
+    - wide form: the multipliers as they are, one word per channel, then the shifts as int8, four to a word.
+
+    4 bytes per channel (5 in the wide form) instead of the speed-first rows' 12."""
+    from compiler.quant import multiply_by_quantized_multiplier
+
+    m = np.asarray(mult, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    nz = m != 0
+    assert np.all((m[nz] >= 1 << 30) & (m[nz] < 1 << 31)) and np.all((s >= -31) & (s <= 30))
+    s0 = int(s[nz].min()) if nz.any() else 0
+    packed = bool(np.all(s[nz] - s0 <= 3)) and s0 <= 0
+    if packed and not nz.all():
+        d = 128 * np.abs(w.astype(np.int64)).sum(axis=1)
+        b = bias.astype(np.int64)
+        for c in np.nonzero(~nz)[0]:
+            lo, hi = int(b[c] - d[c]), int(b[c] + d[c])
+            if lo < -(1 << 31) or hi >= (1 << 31) or any(
+                    int(multiply_by_quantized_multiplier(a, 1 << 30, s0)) != 0 for a in (lo, hi)):
+                packed = False
+                break
+    head = (s0 & 0xFF) | ((int(zp) & 0xFF) << 8) | (0 if packed else SMALL_WIDE)
+    if packed:
+        words = np.where(nz, (m & 0x3FFFFFFF) | ((s - s0) << 30), 0)
+        return np.concatenate([[head], words]).astype(np.int64).astype(np.uint32).view(np.int32)
+    sb = (s & 0xFF).astype(np.uint8)
+    sb = np.concatenate([sb, np.zeros(-len(sb) % 4, np.uint8)])
+    shifts = sb.view("<u4").astype(np.int64)
+    return np.concatenate([[head], m, shifts]).astype(np.int64).astype(np.uint32).view(np.int32)
+
+
+def small_requant_decode(table: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(multipliers, shifts, zero point)`` as ``mcc_rq_small`` reads them from a :func:`small_requant` table (a
+    zero multiplier of the packed form comes back as ``2^30`` with the base shift)."""
+    t = np.asarray(table).astype(np.int64) & 0xFFFFFFFF
+    head = int(t[0])
+    s0 = (head & 0xFF) - ((head & 0x80) << 1)
+    zp = ((head >> 8) & 0xFF) - ((head & 0x8000) >> 7)
+    words = t[1:1 + channels]
+    if head & SMALL_WIDE:
+        m = np.where(words >= 1 << 31, words - (1 << 32), words)
+        sb = t[1 + channels:].astype("<u4").view(np.uint8)[:channels].astype(np.int64)
+        return m, np.where(sb >= 128, sb - 256, sb), zp
+    return (words & 0x3FFFFFFF) | (1 << 30), s0 + (words >> 30), zp
