@@ -100,10 +100,10 @@ void mcc_matmul_s8(const mcc_matmul_params *p, const int8_t *a, const int8_t *b,
 /* ---- pooling (mcc_pool.c) ------------------------------------------------------------------------------------ */
 
 typedef struct {
-    int32_t batch, in_h, in_w, channels;
-    int32_t out_h, out_w;
-    int32_t k_h, k_w, stride_h, stride_w, pad_top, pad_left;
-    int32_t act_min, act_max; /* fused clamp (input and result share their quantization) */
+    mcc_pint batch, in_h, in_w, channels;
+    mcc_pint out_h, out_w;
+    mcc_pint k_h, k_w, stride_h, stride_w, pad_top, pad_left;
+    mcc_pint act_min, act_max; /* fused clamp (input and result share their quantization) */
 } mcc_pool_params;
 
 /* nn.avg_pool2d: sum of the valid (non-padded) window elements / their count, rounded half away from zero. */

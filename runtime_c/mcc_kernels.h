@@ -58,17 +58,25 @@ static inline int32_t mcc_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* Parameter struct fields: 16-bit in a size-first build (MCC_SIZE_FIRST, defined below) unless a value of the model
+   does not fit (the generated copy of this header then defines MCC_PARAMS32), else 32-bit. */
+#if defined(__OPTIMIZE_SIZE__) && !defined(MCC_PARAMS32) && !defined(MCC_GEMM_WIDE) && !defined(MCC_SPEED_FIRST)
+typedef int16_t mcc_pint;
+#else
+typedef int32_t mcc_pint;
+#endif
+
 /* ---- convolution ------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    int32_t batch, in_h, in_w, in_c;
-    int32_t out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-    int32_t groups;           /* nn.conv2d: channel groups; depthwise: unused (1) */
-    int32_t depth_multiplier; /* depthwise only */
-    int32_t in_offset;        /* minus the input zero point */
-    int32_t w_offset;         /* minus the weight zero point (per-tensor; 0 for symmetric weights) */
-    int32_t out_zp, act_min, act_max;
+    mcc_pint batch, in_h, in_w, in_c;
+    mcc_pint out_h, out_w, out_c;
+    mcc_pint k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    mcc_pint groups;           /* nn.conv2d: channel groups; depthwise: unused (1) */
+    mcc_pint depth_multiplier; /* depthwise only */
+    mcc_pint in_offset;        /* minus the input zero point */
+    mcc_pint w_offset;         /* minus the weight zero point (per-tensor; 0 for symmetric weights) */
+    mcc_pint out_zp, act_min, act_max;
 } mcc_conv_params;
 
 /* nn.conv2d, int8. bias may be NULL; mult/shift have out_c entries. scratch: mcc_conv2d_s8_scratch_bytes(p)
@@ -109,8 +117,9 @@ size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
 #if defined(MCC_SIZE_FIRST)
 /* The requantized, clamped output of channel c (of `channels`) for accumulator acc, TFLite's
    MultiplyByQuantizedMultiplier bit for bit, from a size-first table: word 0 the header (base shift s0 in bits 0-7,
-   the output zero point in bits 8-15, bit 16 the wide form); then per channel the multiplier's bits 0-29 with
-   shift - s0 in bits 30-31 (a nonzero multiplier lies in [2^30, 2^31)), or in the wide form the multiplier,
+   the output zero point in bits 8-15, bit 16 the wide form, bits 17-19 hb); then per channel the multiplier's bits
+   0-29 with the low two bits of shift - s0 in bits 30-31 (a nonzero multiplier lies in [2^30, 2^31)), followed by
+   the higher bits of shift - s0, hb bits per channel, packed into bytes; or in the wide form the multiplier,
    followed by the shifts as int8. */
 static inline int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo,
                                   int32_t hi) {
@@ -121,8 +130,14 @@ static inline int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c
         m = (int32_t)word;
         s = ((const int8_t *)(const void *)(rq + 1 + channels))[c];
     } else {
+        const uint32_t hb = (head >> 17) & 7u; /* more bits of the shift's offset, packed after the words */
+        uint32_t d = word >> 30;
+        if (hb) {
+            const uint32_t bit = (uint32_t)c * hb;
+            d |= (((const uint8_t *)(const void *)(rq + 1 + channels))[bit >> 3] >> (bit & 7u) & ((1u << hb) - 1u)) << 2;
+        }
         m = (int32_t)((word & 0x3FFFFFFFu) | 0x40000000u);
-        s = (int32_t)(int8_t)(uint8_t)(head & 0xFFu) + (int32_t)(word >> 30);
+        s = (int32_t)(int8_t)(uint8_t)(head & 0xFFu) + (int32_t)d;
     }
     int32_t v;
     if (s < 0) { /* a right shift r = -s: both roundings in one 64-bit sum, exact for every accumulator */
@@ -137,15 +152,15 @@ static inline int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c
 #endif
 
 typedef struct {
-    int32_t batch, in_h, in_w, in_c;
-    int32_t out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-    int32_t depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
-    int32_t pad_value;    /* the input zero point: the raw value of a tap over the padding */
-    int32_t out_zp, act_min, act_max;
-    int32_t rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
+    mcc_pint batch, in_h, in_w, in_c;
+    mcc_pint out_h, out_w, out_c;
+    mcc_pint k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int32_t depth;         /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
+    mcc_pint pad_value;    /* the input zero point: the raw value of a tap over the padding */
+    mcc_pint out_zp, act_min, act_max;
+    mcc_pint rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
                              same with the output zero point folded into h (out_zp is then 0) */
-    int32_t column;       /* the column: 0 int16 (taps in window order), 1 raw input bytes (byte_column: the pixel
+    mcc_pint column;       /* the column: 0 int16 (taps in window order), 1 raw input bytes (byte_column: the pixel
                              in place or an int8 im2col column), 2 int16 row-split (each window row's whole groups of
                              four taps, then the rows' last k_w*in_c % 4 taps; compiler.ops.conv.gemm_row_split) */
 } mcc_gemm_params;

@@ -70,6 +70,16 @@ def _format_choices(a: ConstArray, storage: str) -> str:
 
 SIZE_FIRST_CONDITION = "defined(MCC_SIZE_FIRST)"
 
+PARAMS16 = {"mcc_conv_params": (), "mcc_gemm_params": ("depth",), "mcc_pool_params": ()}
+"""Parameter structs whose fields are ``mcc_pint`` (16-bit in a size-first build), and their int32 fields."""
+
+
+def _params_fit_int16(program: Program) -> bool:
+    """True when every ``mcc_pint`` field of the program's parameter structs fits int16 (``runtime_c/mcc_kernels.h``
+    otherwise compiles them 32-bit: ``MCC_PARAMS32``)."""
+    return all(-(1 << 15) <= int(v) < (1 << 15) for ps in program.params if ps.ctype in PARAMS16
+               for k, v in ps.fields.items() if k not in PARAMS16[ps.ctype])
+
 
 def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: list[IOBinding],
                   outputs: list[IOBinding], source: str) -> list[Path]:
@@ -215,6 +225,9 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     # -- runtime kernels actually used
     for name in sorted(program.runtime_files):
         shutil.copyfile(RUNTIME_DIR / name, out_dir / name)
+        if name == "mcc_kernels.h" and not _params_fit_int16(program):
+            text = (out_dir / name).read_text()
+            (out_dir / name).write_text("/* mcc: a parameter does not fit 16 bits */\n#define MCC_PARAMS32 1\n" + text)
         if name in ("mcc_gemm.c", "mcc_depthwise.c") and program.narrow_gemm:  # both read the byte layouts
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"

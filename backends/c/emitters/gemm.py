@@ -189,17 +189,19 @@ def small_requant(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.n
     """The size-first requantization table of a layer (int32 words), TFLite's MultiplyByQuantizedMultiplier of
     ``(multiplier, shift)`` per output channel, decoded by ``mcc_rq_small`` (``runtime_c/mcc_kernels.h``):
 
-    - word 0, the header: the base shift ``s0`` in bits 0-7 (int8), the output zero point in bits 8-15 (int8),
-      :data:`SMALL_WIDE` in bit 16 for the wide form;
-    - packed form (every nonzero multiplier's shift in ``[s0, s0 + 3]``): one word per channel, the multiplier's bits
-      0-29 with ``shift - s0`` in bits 30-31 (a nonzero TFLite multiplier lies in ``[2^30, 2^31)``: bit 30 is 1,
-      bit 31 is 0, both implied). A zero multiplier (its result 0 for every accumulator) is stored as ``2^30`` with
+    - word 0, the header: the base shift ``s0`` (the smallest) in bits 0-7 (int8), the output zero point in bits 8-15
+      (int8), :data:`SMALL_WIDE` in bit 16 for the wide form, else in bits 17-19 ``hb``, how many more bits of
+      ``shift - s0`` each channel has (0 when the shifts span at most 4 values, 2 up to 16, 4 up to 64);
+    - packed form: one word per channel, the multiplier's bits 0-29 with the low two bits of ``shift - s0`` in bits
+      30-31 (a nonzero TFLite multiplier lies in ``[2^30, 2^31)``: bit 30 is 1, bit 31 is 0, both implied); then,
+      when ``hb > 0``, the higher bits of ``shift - s0``, ``hb`` bits per channel packed into bytes from bit 0 (so 4.25
+      or 4.5 bytes per channel). A zero multiplier (its result 0 for every accumulator) is stored as ``2^30`` with
       the shift ``s0``, which is exact only when that gives 0 at both ends of the channel's accumulator range
-      ``bias +- 128 * sum |w|`` (the result is monotonic in the accumulator for a right shift); otherwise, or when
-      the shifts span more than four values, the wide form;
+      ``bias +- 128 * sum |w|`` (the result is monotonic in the accumulator for a right shift); otherwise the wide
+      form;
     - wide form: the multipliers as they are, one word per channel, then the shifts as int8, four to a word.
 
-    4 bytes per channel (5 in the wide form) instead of the speed-first rows' 12."""
+    About 4 bytes per channel instead of the speed-first rows' 12."""
     from compiler.quant import multiply_by_quantized_multiplier
 
     m = np.asarray(mult, dtype=np.int64)
@@ -207,20 +209,30 @@ def small_requant(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.n
     nz = m != 0
     assert np.all((m[nz] >= 1 << 30) & (m[nz] < 1 << 31)) and np.all((s >= -31) & (s <= 30))
     s0 = int(s[nz].min()) if nz.any() else 0
-    packed = bool(np.all(s[nz] - s0 <= 3)) and s0 <= 0
-    if packed and not nz.all():
+    span = int(s[nz].max()) - s0 + 1 if nz.any() else 1
+    hb = 0 if span <= 4 else 2 if span <= 16 else 4
+    packed = True
+    if not nz.all():
         d = 128 * np.abs(w.astype(np.int64)).sum(axis=1)
         b = bias.astype(np.int64)
         for c in np.nonzero(~nz)[0]:
             lo, hi = int(b[c] - d[c]), int(b[c] + d[c])
-            if lo < -(1 << 31) or hi >= (1 << 31) or any(
+            if s0 > 0 or lo < -(1 << 31) or hi >= (1 << 31) or any(
                     int(multiply_by_quantized_multiplier(a, 1 << 30, s0)) != 0 for a in (lo, hi)):
                 packed = False
                 break
-    head = (s0 & 0xFF) | ((int(zp) & 0xFF) << 8) | (0 if packed else SMALL_WIDE)
+    head = (s0 & 0xFF) | ((int(zp) & 0xFF) << 8) | ((hb << 17) if packed else SMALL_WIDE)
     if packed:
-        words = np.where(nz, (m & 0x3FFFFFFF) | ((s - s0) << 30), 0)
-        return np.concatenate([[head], words]).astype(np.int64).astype(np.uint32).view(np.int32)
+        delta = np.where(nz, s - s0, 0)
+        words = np.where(nz, (m & 0x3FFFFFFF) | ((delta & 3) << 30), 0)
+        parts = [np.array([head]), words]
+        if hb:
+            high = (delta >> 2).astype(np.int64)
+            per = 8 // hb
+            high = np.concatenate([high, np.zeros(-len(high) % (4 * per), np.int64)]).reshape(-1, 4, per)
+            byte = (high << (hb * np.arange(per))).sum(axis=2)  # [words, 4]
+            parts.append(byte[:, 0] | (byte[:, 1] << 8) | (byte[:, 2] << 16) | (byte[:, 3] << 24))
+        return np.concatenate(parts).astype(np.int64).astype(np.uint32).view(np.int32)
     sb = (s & 0xFF).astype(np.uint8)
     sb = np.concatenate([sb, np.zeros(-len(sb) % 4, np.uint8)])
     shifts = sb.view("<u4").astype(np.int64)
@@ -235,8 +247,14 @@ def small_requant_decode(table: np.ndarray, channels: int) -> tuple[np.ndarray, 
     s0 = (head & 0xFF) - ((head & 0x80) << 1)
     zp = ((head >> 8) & 0xFF) - ((head & 0x8000) >> 7)
     words = t[1:1 + channels]
+    rest = t[1 + channels:].astype("<u4").view(np.uint8).astype(np.int64)
     if head & SMALL_WIDE:
         m = np.where(words >= 1 << 31, words - (1 << 32), words)
-        sb = t[1 + channels:].astype("<u4").view(np.uint8)[:channels].astype(np.int64)
+        sb = rest[:channels]
         return m, np.where(sb >= 128, sb - 256, sb), zp
-    return (words & 0x3FFFFFFF) | (1 << 30), s0 + (words >> 30), zp
+    hb = (head >> 17) & 7
+    delta = words >> 30
+    if hb:
+        bit = np.arange(channels) * hb
+        delta = delta | (((rest[bit >> 3] >> (bit & 7)) & ((1 << hb) - 1)) << 2)
+    return (words & 0x3FFFFFFF) | (1 << 30), s0 + delta, zp
