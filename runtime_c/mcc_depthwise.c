@@ -49,7 +49,7 @@ void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const i
 #endif
 #include <string.h>
 
-static void mcc_dw_small(const mcc_conv_params *p, const int8_t *in, const int32_t *wq, const int32_t *bias,
+static void mcc_dw_small(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq, const int32_t *bias,
                          const int32_t *rq, int8_t *out, int32_t k, int32_t stride) {
     const int32_t ch = p->in_c, blocks = ch >> 2, taps = k * k, off = p->in_offset, row = p->in_w * ch;
 #if defined(__ARM_FEATURE_DSP)
@@ -113,11 +113,11 @@ static void mcc_dw_small(const mcc_conv_params *p, const int8_t *in, const int32
 }
 
 #define MCC_DW_VARIANT(K, S)                                                                                       \
-    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int32_t *wq,        \
+    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq,        \
                                             const int32_t *bias, const int32_t *rq, int8_t *out) {                 \
         mcc_dw_small(p, in, wq, bias, rq, out, K, S);                                                              \
     }                                                                                                              \
-    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_conv_params *p, const int8_t *in, const int32_t *wq,  \
+    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq,  \
                                                   const int32_t *bias, const int32_t *rq, int8_t *out) {           \
         mcc_dw_small(p, in, wq, bias, rq, out, K, S);                                                              \
     }

@@ -121,8 +121,14 @@ size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
    0-29 with the low two bits of shift - s0 in bits 30-31 (a nonzero multiplier lies in [2^30, 2^31)), followed by
    the higher bits of shift - s0, hb bits per channel, packed into bytes; or in the wide form the multiplier,
    followed by the shifts as int8. */
-static inline int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo,
-                                  int32_t hi) {
+#if defined(__GNUC__) || defined(__clang__)
+/* one copy in the image: every kernel file that calls it compiles a weak definition, the linker keeps one */
+#define MCC_RQ_SMALL_DEF __attribute__((weak)) int8_t
+int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo, int32_t hi);
+#else
+#define MCC_RQ_SMALL_DEF static inline int8_t
+#endif
+MCC_RQ_SMALL_DEF mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo, int32_t hi) {
     const uint32_t head = (uint32_t)rq[0];
     const uint32_t word = (uint32_t)rq[1 + c];
     int32_t m, s;
@@ -144,8 +150,10 @@ static inline int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c
         int64_t t = (int64_t)acc * m + ((int64_t)1 << 30);
         t += (int64_t)(((uint32_t)1 << (-s - 1)) - (t < 0 ? 1u : 0u)) * 2147483648LL;
         v = (int32_t)(t >> 32) >> (-s - 1);
-    } else {
-        v = mcc_mbqm(acc, m, s);
+    } else { /* a left shift (wrapping like the reference), then the rounding doubling high multiply: for a positive
+                multiplier, (x m + 2^30) >> 31 rounds half away from zero like gemmlowp's nudge and truncation */
+        const int32_t x = (int32_t)((uint32_t)acc << s);
+        v = (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
     }
     return (int8_t)mcc_clamp(v + (int32_t)(int8_t)(uint8_t)((head >> 8) & 0xFFu), lo, hi);
 }
@@ -155,11 +163,14 @@ typedef struct {
     mcc_pint batch, in_h, in_w, in_c;
     mcc_pint out_h, out_w, out_c;
     mcc_pint k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-    int32_t depth;         /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
+    mcc_pint depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
     mcc_pint pad_value;    /* the input zero point: the raw value of a tap over the padding */
-    mcc_pint out_zp, act_min, act_max;
+    mcc_pint act_min, act_max;
+#if !defined(MCC_SIZE_FIRST) /* a size-first build has the zero point in its requantization table */
+    mcc_pint out_zp;
     mcc_pint rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
                              same with the output zero point folded into h (out_zp is then 0) */
+#endif
     mcc_pint column;       /* the column: 0 int16 (taps in window order), 1 raw input bytes (byte_column: the pixel
                              in place or an int8 im2col column), 2 int16 row-split (each window row's whole groups of
                              four taps, then the rows' last k_w*in_c % 4 taps; compiler.ops.conv.gemm_row_split) */

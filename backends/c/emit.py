@@ -70,15 +70,15 @@ def _format_choices(a: ConstArray, storage: str) -> str:
 
 SIZE_FIRST_CONDITION = "defined(MCC_SIZE_FIRST)"
 
-PARAMS16 = {"mcc_conv_params": (), "mcc_gemm_params": ("depth",), "mcc_pool_params": ()}
-"""Parameter structs whose fields are ``mcc_pint`` (16-bit in a size-first build), and their int32 fields."""
+PARAMS16 = ("mcc_conv_params", "mcc_dw_fast_params", "mcc_gemm_params", "mcc_pool_params")
+"""Parameter structs whose fields are ``mcc_pint`` (16-bit in a size-first build)."""
 
 
 def _params_fit_int16(program: Program) -> bool:
     """True when every ``mcc_pint`` field of the program's parameter structs fits int16 (``runtime_c/mcc_kernels.h``
     otherwise compiles them 32-bit: ``MCC_PARAMS32``)."""
     return all(-(1 << 15) <= int(v) < (1 << 15) for ps in program.params if ps.ctype in PARAMS16
-               for k, v in ps.fields.items() if k not in PARAMS16[ps.ctype])
+               for v in ps.fields.values())
 
 
 def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: list[IOBinding],
@@ -147,7 +147,10 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
         c.append(_format_choices(t, "static "))
     c.append("\n")
     for ps in program.params:
-        fields = "".join(f"    .{k} = {v},\n" for k, v in ps.fields.items())
+        fields = "".join(f"    .{k} = {v},\n" for k, v in ps.fields.items() if k not in ps.speed_only)
+        if ps.speed_only:
+            speed = "".join(f"    .{k} = {ps.fields[k]},\n" for k in ps.speed_only)
+            fields += f"#if !defined(MCC_SIZE_FIRST)\n{speed}#endif\n"
         c.append(f"static const {ps.ctype} {ps.symbol} = {{\n{fields}}};\n")
     c.append(f"\nstatic uint8_t {p}_static_arena[{P}_ARENA_BYTES] MCC_ALIGNED(8);\n\n")
     if streamed:

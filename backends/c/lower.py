@@ -53,6 +53,8 @@ class ParamStruct:
     symbol: str
     ctype: str
     fields: dict[str, int | str]
+    speed_only: tuple[str, ...] = ()
+    """Fields a size-first build's struct does not have (emitted under ``#if !defined(MCC_SIZE_FIRST)``)."""
 
 
 @dataclass
@@ -200,11 +202,12 @@ class LowerContext:
         self._tables[key] = sym
         return sym
 
-    def params(self, ctype: str, **fields: int | str) -> str:
-        """Address of a ``static const`` parameter struct for the current layer."""
+    def params(self, ctype: str, speed_only: tuple[str, ...] = (), **fields: int | str) -> str:
+        """Address of a ``static const`` parameter struct for the current layer (``speed_only``: the fields a
+        size-first build's struct leaves out)."""
         sym = c_identifier(f"L{self.layer}_params", self._symbols)
         self.program.params.append(ParamStruct(sym, ctype, {k: (int(v) if not isinstance(v, str) else v)
-                                                             for k, v in fields.items()}))
+                                                             for k, v in fields.items()}, speed_only))
         return "&" + sym
 
     def call(self, kernel: str, args: Sequence[str], runtime_file: str) -> None:

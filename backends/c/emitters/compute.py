@@ -68,8 +68,8 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     _, xzp = per_tensor(x, op, "input")
     _, yzp = per_tensor(y, op, "result")
     lo, hi = act_range_int(op, y.type)
-    params = ctx.params(
-        "mcc_conv_params", batch=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+    fields = dict(
+        batch=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pt, pad_left=pl, groups=1,
         depth_multiplier=attr(op, "depth_multiplier"), in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp,
         act_min=lo, act_max=hi)
@@ -80,12 +80,14 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         w_eff = np.asarray(w.const_value, dtype=np.int64) + weight_offset(op)
         b_c = np.zeros(oc, np.int32) if bias_c is None else np.asarray(bias_c, dtype=np.int32)
         rq = depthwise_requant(op, w_eff, b_c, -xzp)
+        params = ctx.params("mcc_conv_params", **fields)
         ctx.call("mcc_depthwise_conv2d_s8_planar", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx),
                                                     ctx.table("requant", rq), ctx.act(y), ctx.scratch("int8_t")],
                  "mcc_depthwise_planar.c")
         return
     variant = depthwise_fast_variant(op)
     if variant is None:
+        params = ctx.params("mcc_conv_params", **fields)
         mult, shift = _channel_tables(op, ctx)
         ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
                                              ctx.act(y)], "mcc_depthwise.c")
@@ -118,7 +120,14 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         if rkey not in cache:
             cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)), small)
         rq_sym = cache[rkey]
+    params = ctx.params("mcc_dw_fast_params", speed_only=DW_SPEED_ONLY, **fields)
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
+
+
+DW_SPEED_ONLY = ("out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "groups", "depth_multiplier",
+                 "w_offset", "out_zp")
+"""The ``mcc_conv_params`` fields a size-first build's ``mcc_dw_fast_params`` leaves out (``runtime_c/mcc_compute.h``):
+its kernel has the window and stride in its name and the output zero point in the requantization table."""
 
 
 RING_MAX_LINE = 32

@@ -167,8 +167,8 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
     rq_fast = int(fast is not None)
     if fast is not None and (rows := fold_zero_point(rq, out_zp)) is not None:
         rq, out_zp, rq_fast = rows, 0, 2  # the kernel then adds no zero point
-    params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
-                        act_min=act[0], act_max=act[1], rq_fast=rq_fast,
+    params = ctx.params("mcc_gemm_params", ("out_zp", "rq_fast"), **geometry, depth=depth, pad_value=-in_offset,
+                        out_zp=out_zp, act_min=act[0], act_max=act[1], rq_fast=rq_fast,
                         column=1 if byte_column else 2 if row_split is not None else 0)
     wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
