@@ -202,7 +202,7 @@ class LowerContext:
         self._tables[key] = sym
         return sym
 
-    def params(self, ctype: str, speed_only: tuple[str, ...] = (), **fields: int | str) -> str:
+    def params(self, ctype: str, speed_only: tuple[str, ...] = (), /, **fields: int | str) -> str:
         """Address of a ``static const`` parameter struct for the current layer (``speed_only``: the fields a
         size-first build's struct leaves out)."""
         sym = c_identifier(f"L{self.layer}_params", self._symbols)

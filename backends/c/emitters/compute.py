@@ -101,12 +101,12 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp)):
         variant += "_any"
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
-    cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
+    cache: dict[tuple[object, ...], str] = ctx.__dict__.setdefault("_dw_symbols", {})
     wkey = ("w", wnp.shape, wnp.tobytes())
     # a size-first build: the packed table of gemm.py's small_requant for both variants
-    mult, shift = requant_multipliers(op)
+    mult_np, shift_np = requant_multipliers(op)
     w2d = wnp.reshape(-1, wnp.shape[-1]).T.astype(np.int64)
-    small = small_requant(mult, shift, fold_bias(bias_np, w2d, -xzp), w2d, yzp)
+    small = small_requant(mult_np, shift_np, fold_bias(bias_np, w2d, -xzp), w2d, yzp)
     if wkey not in cache:
         cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
                                  (NARROW, depthwise_fast_weights(wnp, narrow=True)))
@@ -120,7 +120,7 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         if rkey not in cache:
             cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)), small)
         rq_sym = cache[rkey]
-    params = ctx.params("mcc_dw_fast_params", speed_only=DW_SPEED_ONLY, **fields)
+    params = ctx.params("mcc_dw_fast_params", DW_SPEED_ONLY, **fields)
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 
 
