@@ -103,16 +103,21 @@ static inline uint32_t mcc_gemm_word(const int8_t *p) {
 }
 
 /* Four channels' accumulators a[0..3] over the column x; returns the weights after the block. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* its own registers: inlined, GCC -Os spills around the multiplies */
+#endif
 static const int32_t *mcc_gemm_block4(const int8_t *x, int32_t groups, int32_t tail, const int32_t *wp, int32_t *a) {
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
     int32_t g = 0;
     for (; g + 2 <= groups; g += 2, wp += 8) { /* a pair of groups: each channel's two words */
-        const uint32_t v0 = mcc_gemm_word(x + 4 * g), v1 = mcc_gemm_word(x + 4 * g + 4);
-        const uint32_t xa = MCC_SF_LO(v0), xb = MCC_SF_HI(v0), xc = MCC_SF_LO(v1), xd = MCC_SF_HI(v1);
-        a0 = mcc_gemm_dot4(xc, xd, (uint32_t)wp[1], mcc_gemm_dot4(xa, xb, (uint32_t)wp[0], a0));
-        a1 = mcc_gemm_dot4(xc, xd, (uint32_t)wp[3], mcc_gemm_dot4(xa, xb, (uint32_t)wp[2], a1));
-        a2 = mcc_gemm_dot4(xc, xd, (uint32_t)wp[5], mcc_gemm_dot4(xa, xb, (uint32_t)wp[4], a2));
-        a3 = mcc_gemm_dot4(xc, xd, (uint32_t)wp[7], mcc_gemm_dot4(xa, xb, (uint32_t)wp[6], a3));
+        for (int32_t h = 0; h < 2; ++h) { /* one group at a time: two unpacked input words live */
+            const uint32_t v = mcc_gemm_word(x + 4 * (g + h));
+            const uint32_t xa = MCC_SF_LO(v), xb = MCC_SF_HI(v);
+            a0 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[h], a0);
+            a1 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[2 + h], a1);
+            a2 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[4 + h], a2);
+            a3 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[6 + h], a3);
+        }
     }
     if (g < groups) { /* an odd last group, channel by channel */
         const uint32_t v0 = mcc_gemm_word(x + 4 * g);
