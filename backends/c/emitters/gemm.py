@@ -207,7 +207,12 @@ def small_requant(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.n
     m = np.asarray(mult, dtype=np.int64)
     s = np.asarray(shift, dtype=np.int64)
     nz = m != 0
-    assert np.all((m[nz] >= 1 << 30) & (m[nz] < 1 << 31)) and np.all((s >= -31) & (s <= 30))
+    assert np.all((m[nz] >= 1 << 30) & (m[nz] < 1 << 31)) and np.all(s >= -31)  # quantize_multiplier's range
+    if np.any(s > 31):
+        from compiler.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(f"a requantization multiplier of 2^{int(s.max())} or more: no C kernel shifts "
+                                 f"a 32-bit accumulator that far")
     s0 = int(s[nz].min()) if nz.any() else 0
     span = int(s[nz].max()) - s0 + 1 if nz.any() else 1
     hb = 0 if span <= 4 else 2 if span <= 16 else 4
