@@ -165,9 +165,11 @@ typedef struct {
     mcc_pint k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
     mcc_pint depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
     mcc_pint pad_value;    /* the input zero point: the raw value of a tap over the padding */
-    mcc_pint act_min, act_max;
 #if !defined(MCC_SIZE_FIRST) /* a size-first build has the zero point in its requantization table */
     mcc_pint out_zp;
+#endif
+    mcc_pint act_min, act_max;
+#if !defined(MCC_SIZE_FIRST)
     mcc_pint rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
                              same with the output zero point folded into h (out_zp is then 0) */
 #endif
