@@ -220,6 +220,11 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
                                              flash_bytes=target.flash_bytes)
     tables_bytes = sum(a.array.nbytes for a in program.tables)
     weights_bytes = sum(a.array.nbytes for a in program.weights)
+    # what a size-first (-Os) build compiles: size-first contents, else the byte layout, else the array
+    narrow = "defined(MCC_GEMM_NARROW)"
+    size_first_bytes = sum((a.size_first if a.size_first is not None else
+                            a.alternative[1] if a.alternative is not None and a.alternative[0] == narrow
+                            else a.array).nbytes for a in (*program.weights, *program.tables))
     peak_index = int(np.argmax(plan.live_bytes)) if plan.live_bytes else 0
     report: dict[str, Any] = {
         "report_version": REPORT_VERSION,
@@ -237,6 +242,7 @@ def compile_graph(graph: Graph, out_dir: Path, *, name: str, target: Target, ins
         "stack_bytes": None,
         "flash_bytes": weights_bytes + tables_bytes,
         "weights_bytes": weights_bytes,
+        "size_first_flash_bytes": size_first_bytes,
         "inputs": [asdict(s) for s in ins],
         "outputs": [asdict(s) for s in outs],
         "lower_bound_bytes": plan.lower_bound,

@@ -55,10 +55,20 @@ static inline int32_t mcc_requant_rq(int32_t acc, const int32_t *rq, const int F
    four channels per step. wq holds the weights packed as int32 words in the kernel's own order (mcc_depthwise.c),
    rq three requantization words per channel (multiplier, shift, rounding half); bias must not be NULL. The plain
    variant requires every channel's fast requantization (rounding half > 0), the _any variant takes any. */
+/* The parameters of the specialised kernels: all of mcc_conv_params, or in a size-first build only what its compact
+   kernel reads (the emitter leaves the other fields out there; the window and stride are in the kernel's name, the
+   output zero point in the requantization table). */
+#if defined(MCC_SIZE_FIRST)
+typedef struct {
+    mcc_pint batch, in_h, in_w, in_c, out_h, out_w, pad_top, pad_left, in_offset, act_min, act_max;
+} mcc_dw_fast_params;
+#else
+typedef mcc_conv_params mcc_dw_fast_params;
+#endif
 #define MCC_DW_DECLARE(K, S)                                                                                      \
-    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_conv_params *p, const int8_t *in, const int32_t *wq,       \
+    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq,       \
                                             const int32_t *bias, const int32_t *rq, int8_t *out);                 \
-    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_conv_params *p, const int8_t *in, const int32_t *wq, \
+    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq, \
                                                   const int32_t *bias, const int32_t *rq, int8_t *out);
 MCC_DW_DECLARE(3, 1)
 MCC_DW_DECLARE(3, 2)
@@ -101,10 +111,10 @@ void mcc_matmul_s8(const mcc_matmul_params *p, const int8_t *a, const int8_t *b,
 /* ---- pooling (mcc_pool.c) ------------------------------------------------------------------------------------ */
 
 typedef struct {
-    int32_t batch, in_h, in_w, channels;
-    int32_t out_h, out_w;
-    int32_t k_h, k_w, stride_h, stride_w, pad_top, pad_left;
-    int32_t act_min, act_max; /* fused clamp (input and result share their quantization) */
+    mcc_pint batch, in_h, in_w, channels;
+    mcc_pint out_h, out_w;
+    mcc_pint k_h, k_w, stride_h, stride_w, pad_top, pad_left;
+    mcc_pint act_min, act_max; /* fused clamp (input and result share their quantization) */
 } mcc_pool_params;
 
 /* nn.avg_pool2d: sum of the valid (non-padded) window elements / their count, rounded half away from zero. */

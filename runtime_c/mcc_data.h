@@ -28,8 +28,9 @@ typedef struct {
 
 /* nn.softmax over the last axis, int8 in, int8 out quantized (1/256, -128), TFLite's integer algorithm.
    exp_table[d] is exp(beta * s_in * -d) in Q0.31 for a difference d = row max - x in 0..255 (0 where d is beyond
-   the overflow radius), precomputed per layer. */
-void mcc_softmax_s8(const mcc_softmax_params *p, const int32_t exp_table[256], const int8_t *in, int8_t *out);
+   the overflow radius), precomputed per layer; in a size-first build (MCC_SIZE_FIRST) the three words {input
+   multiplier, input left shift, diff_min} instead, each exp computed (mcc_softmax.c). */
+void mcc_softmax_s8(const mcc_softmax_params *p, const int32_t *exp_table, const int8_t *in, int8_t *out);
 
 /* ---- float32 tail ops (mcc_float.c) --------------------------------------------------------------------------- */
 

@@ -36,6 +36,113 @@ void mcc_depthwise_conv2d_s8(const mcc_conv_params *p, const int8_t *in, const i
     }
 }
 
+#if defined(MCC_SIZE_FIRST)
+/* ---- size-first build: one compact specialised depthwise kernel --------------------------------------------------
+ * Every mcc_depthwise_conv2d_s8_k<K>s<S>[_any] entry calls mcc_dw_small with its window and stride: per output pixel
+ * (raster order) and block of four channels, the valid taps of the window (no unrolling, no border instances), the
+ * input offset added to each input value, the bias TFLite's own; then the C mod 4 channels left one by one. Weights
+ * in the byte layout of depthwise_fast_weights (narrow): per block and tap one word of four bytes, then one word per
+ * [tap][channel] left. Requantization from the packed size-first table (mcc_rq_small): the plain and the _any
+ * variants share it. Writes follow the speed-first kernels' order (the overlap contract, compiler/overlap.py). */
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+#include <string.h>
+
+/* a[0..3] += the valid taps [ky0, ky1) x [kx0, kx1) of one block of four channels; img[at] is the block's first
+   channel at the window's top-left tap (maybe in the padding: only valid taps are read), wb its weight words. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* its own registers: inlined, GCC -Os spills the accumulators around every tap */
+#endif
+static void mcc_dw_block4(const int8_t *img, int32_t at, int32_t row, int32_t ch, const int32_t *wb, int32_t k,
+                          int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, int32_t off, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t off2 = ((uint32_t)off & 0xFFFFu) * 0x10001u;
+#endif
+    for (int32_t ky = ky0; ky < ky1; ++ky) {
+        const int8_t *src = img + (at + ky * row + kx0 * ch); /* a valid tap: the index is not negative */
+        const int32_t *wt = wb + ky * k + kx0;
+        for (int32_t kx = kx0; kx < kx1; ++kx, src += ch) {
+            uint32_t x;
+            memcpy(&x, src, sizeof x);
+            const uint32_t w = (uint32_t)*wt++;
+#if defined(__ARM_FEATURE_DSP)
+            uint32_t xo, wo;
+            __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(xo) : "r"(off2), "r"(x));
+            __asm__("sxtb16 %0, %1, ror #8" : "=r"(wo) : "r"(w));
+            const uint32_t xe = (uint32_t)__sxtab16((int16x2_t)off2, (int8x4_t)x);
+            const uint32_t we = (uint32_t)__sxtb16((int8x4_t)w);
+            a0 = __smlabb((int32_t)xe, (int32_t)we, a0);
+            a2 = __smlatt((int32_t)xe, (int32_t)we, a2);
+            a1 = __smlabb((int32_t)xo, (int32_t)wo, a1);
+            a3 = __smlatt((int32_t)xo, (int32_t)wo, a3);
+#else
+            a0 = mcc_add_wrap(a0, ((int8_t)(uint8_t)x + off) * (int8_t)(uint8_t)w);
+            a1 = mcc_add_wrap(a1, ((int8_t)(uint8_t)(x >> 8) + off) * (int8_t)(uint8_t)(w >> 8));
+            a2 = mcc_add_wrap(a2, ((int8_t)(uint8_t)(x >> 16) + off) * (int8_t)(uint8_t)(w >> 16));
+            a3 = mcc_add_wrap(a3, ((int8_t)(uint8_t)(x >> 24) + off) * (int8_t)(uint8_t)(w >> 24));
+#endif
+        }
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+
+static void mcc_dw_small(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq, const int32_t *bias,
+                         const int32_t *rq, int8_t *out, int32_t k, int32_t stride) {
+    const int32_t ch = p->in_c, blocks = ch >> 2, taps = k * k, off = p->in_offset, row = p->in_w * ch;
+    for (int32_t n = 0; n < p->batch; ++n) {
+        const int8_t *img = in + (size_t)n * p->in_h * row;
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * stride - p->pad_top;
+            const int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = p->in_h - iy0 < k ? p->in_h - iy0 : k;
+            for (int32_t ox = 0; ox < p->out_w; ++ox, out += ch) {
+                const int32_t ix0 = ox * stride - p->pad_left;
+                const int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = p->in_w - ix0 < k ? p->in_w - ix0 : k;
+                const int32_t at = iy0 * row + ix0 * ch; /* the window's top-left tap (maybe in the padding) */
+                int32_t c = 0;
+                for (; c < 4 * blocks; c += 4) {
+                    int32_t a[4] = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
+                    mcc_dw_block4(img, at + c, row, ch, wq + (size_t)(c >> 2) * taps, k, ky0, ky1, kx0, kx1, off, a);
+                    for (int32_t j = 0; j < 4; ++j) {
+                        out[c + j] = mcc_rq_small(rq, ch, c + j, a[j], p->act_min, p->act_max);
+                    }
+                }
+                for (; c < ch; ++c) { /* the C mod 4 channels left: one word per [tap][channel] */
+                    const int32_t rem = ch - 4 * blocks;
+                    const int32_t *wt = wq + (size_t)blocks * taps + (c - 4 * blocks);
+                    int32_t acc = bias[c];
+                    for (int32_t ky = ky0; ky < ky1; ++ky) {
+                        for (int32_t kx = kx0; kx < kx1; ++kx) {
+                            acc = mcc_add_wrap(acc, (img[at + ky * row + kx * ch + c] + off) * wt[(ky * k + kx) * rem]);
+                        }
+                    }
+                    out[c] = mcc_rq_small(rq, ch, c, acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+#define MCC_DW_VARIANT(K, S)                                                                                       \
+    void mcc_depthwise_conv2d_s8_k##K##s##S(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq,        \
+                                            const int32_t *bias, const int32_t *rq, int8_t *out) {                 \
+        mcc_dw_small(p, in, wq, bias, rq, out, K, S);                                                              \
+    }                                                                                                              \
+    void mcc_depthwise_conv2d_s8_k##K##s##S##_any(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *wq,  \
+                                                  const int32_t *bias, const int32_t *rq, int8_t *out) {           \
+        mcc_dw_small(p, in, wq, bias, rq, out, K, S);                                                              \
+    }
+MCC_DW_VARIANT(3, 1)
+MCC_DW_VARIANT(3, 2)
+MCC_DW_VARIANT(5, 1)
+MCC_DW_VARIANT(5, 2)
+MCC_DW_VARIANT(7, 1)
+MCC_DW_VARIANT(7, 2)
+#else
 /* ---- specialised depthwise convolution: depth multiplier 1, no dilation, symmetric weights -------------------- *
  *
  * One function per (window, stride, requantization) the emitter picks (mcc_depthwise_conv2d_s8_k<K>s<S>[_any]),
@@ -351,3 +458,4 @@ MCC_DW_VARIANT(5, 1)
 MCC_DW_VARIANT(5, 2)
 MCC_DW_VARIANT(7, 1)
 MCC_DW_VARIANT(7, 2)
+#endif /* MCC_SIZE_FIRST */

@@ -52,6 +52,153 @@ size_t mcc_conv_gemm_s8_scratch_bytes(const mcc_gemm_params *p) {
     return 2 * taps;
 }
 
+#if defined(MCC_SIZE_FIRST)
+/* ---- size-first build: one compact kernel ---------------------------------------------------------------------
+ * Every layer, whatever its column kind, runs the same loop on raw input bytes: a 1x1 pixel whose depth is its
+ * channel count in place, any other window gathered into an int8 column at the start of the scratch (the input zero
+ * point over the padding, zeros up to p->depth; the scratch holds at least that many bytes for every column kind).
+ * The byte layout keeps window order (no row split), so one gather serves every layer. Per block of four output
+ * channels (then one channel at a time for the last out_c % 4), the block's words in pack_weights order: per pair of
+ * groups each channel's two words, an odd last group channel by channel, then each channel's depth % 4 tail taps.
+ * The bias is the plain folded bias; requantization reads the packed size-first table (mcc_rq_small). Output
+ * pixels in raster order, every channel of a pixel before the next pixel is read (compiler/overlap.py). */
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
+/* The two halves SXTB16 unpacks a word of four bytes into: bytes (0, 2) and (1, 3) as 16-bit lanes. */
+#if defined(__ARM_FEATURE_DSP)
+#define MCC_SF_LO(v) ((uint32_t)__sxtb16((int8x4_t)(v)))
+static inline uint32_t mcc_sf_hi(uint32_t v) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#define MCC_SF_HI(v) mcc_sf_hi(v)
+#else
+static inline uint32_t mcc_sf_lo(uint32_t v) {
+    return ((uint32_t)(int32_t)(int8_t)(v & 0xFFu) & 0xFFFFu) | ((uint32_t)(int32_t)(int8_t)((v >> 16) & 0xFFu) << 16);
+}
+#define MCC_SF_LO(v) mcc_sf_lo(v)
+#define MCC_SF_HI(v) mcc_sf_lo((v) >> 8)
+#endif
+
+/* acc + the dot product of four input bytes, unpacked (xa, xb), and the four weight bytes of the word w. */
+static inline int32_t mcc_gemm_dot4(uint32_t xa, uint32_t xb, uint32_t w, int32_t acc) {
+#if defined(__ARM_FEATURE_DSP)
+    acc = __smlad((int16x2_t)xa, (int16x2_t)MCC_SF_LO(w), acc);
+    return __smlad((int16x2_t)xb, (int16x2_t)MCC_SF_HI(w), acc);
+#else
+    const uint32_t wa = MCC_SF_LO(w), wb = MCC_SF_HI(w);
+    const int32_t s = (int16_t)(xa & 0xFFFFu) * (int16_t)(wa & 0xFFFFu) + (int16_t)(xa >> 16) * (int16_t)(wa >> 16) +
+                      (int16_t)(xb & 0xFFFFu) * (int16_t)(wb & 0xFFFFu) + (int16_t)(xb >> 16) * (int16_t)(wb >> 16);
+    return mcc_add_wrap(acc, s);
+#endif
+}
+
+static inline uint32_t mcc_gemm_word(const int8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Four channels' accumulators a[0..3] over the column x; returns the weights after the block. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* its own registers: inlined, GCC -Os spills around the multiplies */
+#endif
+static const int32_t *mcc_gemm_block4(const int8_t *x, int32_t groups, int32_t tail, const int32_t *wp, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    int32_t g = 0;
+    for (; g + 2 <= groups; g += 2, wp += 8) { /* a pair of groups: each channel's two words */
+        for (int32_t h = 0; h < 2; ++h) { /* one group at a time: two unpacked input words live */
+            const uint32_t v = mcc_gemm_word(x + 4 * (g + h));
+            const uint32_t xa = MCC_SF_LO(v), xb = MCC_SF_HI(v);
+            a0 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[h], a0);
+            a1 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[2 + h], a1);
+            a2 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[4 + h], a2);
+            a3 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[6 + h], a3);
+        }
+    }
+    if (g < groups) { /* an odd last group, channel by channel */
+        const uint32_t v0 = mcc_gemm_word(x + 4 * g);
+        const uint32_t xa = MCC_SF_LO(v0), xb = MCC_SF_HI(v0);
+        a0 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[0], a0);
+        a1 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[1], a1);
+        a2 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[2], a2);
+        a3 = mcc_gemm_dot4(xa, xb, (uint32_t)wp[3], a3);
+        wp += 4;
+    }
+    for (int32_t t = 0; t < tail; ++t) { /* each channel's tail taps, one word each */
+        const int32_t xv = x[4 * groups + t];
+        a0 = mcc_add_wrap(a0, xv * wp[t]);
+        a1 = mcc_add_wrap(a1, xv * wp[tail + t]);
+        a2 = mcc_add_wrap(a2, xv * wp[2 * tail + t]);
+        a3 = mcc_add_wrap(a3, xv * wp[3 * tail + t]);
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+    return wp + 4 * tail;
+}
+
+void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t *w, const int32_t *bias,
+                      const int32_t *rq, int8_t *out, int8_t *scratch) {
+    const int32_t groups = p->depth >> 2, tail = p->depth & 3, out_c = p->out_c, in_c = p->in_c;
+    const int direct = mcc_gemm_direct(p) && p->depth == in_c;
+    for (int32_t n = 0; n < p->batch; ++n) {
+        const int8_t *image = in + (size_t)n * p->in_h * p->in_w * in_c;
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            for (int32_t ox = 0; ox < p->out_w; ++ox, out += out_c) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                const int8_t *x = scratch;
+                if (direct) {
+                    x = image + ((size_t)iy0 * p->in_w + ix0) * in_c;
+                } else { /* the window's bytes, tap pixel by tap pixel */
+                    int8_t *c = scratch;
+                    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                        const int32_t iy = iy0 + ky * p->dil_h;
+                        for (int32_t kx = 0; kx < p->k_w; ++kx, c += in_c) {
+                            const int32_t ix = ix0 + kx * p->dil_w;
+                            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                                memset(c, p->pad_value, (size_t)in_c);
+                            } else {
+                                memcpy(c, image + ((size_t)iy * p->in_w + ix) * in_c, (size_t)in_c);
+                            }
+                        }
+                    }
+                    memset(c, 0, (size_t)(p->depth - (c - scratch)));
+                }
+                const int32_t *wp = w;
+                int32_t c0 = 0, a[4];
+                for (; c0 + 4 <= out_c; c0 += 4) {
+                    a[0] = bias[c0];
+                    a[1] = bias[c0 + 1];
+                    a[2] = bias[c0 + 2];
+                    a[3] = bias[c0 + 3];
+                    wp = mcc_gemm_block4(x, groups, tail, wp, a);
+                    for (int32_t j = 0; j < 4; ++j) {
+                        out[c0 + j] = mcc_rq_small(rq, out_c, c0 + j, a[j], p->act_min, p->act_max);
+                    }
+                }
+                for (; c0 < out_c; ++c0) { /* the last out_c % 4 channels: groups in order, then the tail */
+                    int32_t acc = bias[c0];
+                    for (int32_t g = 0; g < groups; ++g) {
+                        const uint32_t v = mcc_gemm_word(x + 4 * g);
+                        acc = mcc_gemm_dot4(MCC_SF_LO(v), MCC_SF_HI(v), (uint32_t)*wp++, acc);
+                    }
+                    for (int32_t t = 0; t < tail; ++t) {
+                        acc = mcc_add_wrap(acc, x[4 * groups + t] * *wp++);
+                    }
+                    out[c0] = mcc_rq_small(rq, out_c, c0, acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+#else
+
 /* The per-pixel steps are inlined into the pixel loop when optimizing for speed, so that their set-up is hoisted
    out of it; a size-first build keeps them as functions. */
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
@@ -1147,3 +1294,4 @@ void mcc_conv_gemm_s8(const mcc_gemm_params *p, const int8_t *in, const int32_t 
         }
     }
 }
+#endif /* MCC_SIZE_FIRST */

@@ -58,17 +58,25 @@ static inline int32_t mcc_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* Parameter struct fields: 16-bit in a size-first build (MCC_SIZE_FIRST, defined below) unless a value of the model
+   does not fit (the generated copy of this header then defines MCC_PARAMS32), else 32-bit. */
+#if defined(__OPTIMIZE_SIZE__) && !defined(MCC_PARAMS32) && !defined(MCC_GEMM_WIDE) && !defined(MCC_SPEED_FIRST)
+typedef int16_t mcc_pint;
+#else
+typedef int32_t mcc_pint;
+#endif
+
 /* ---- convolution ------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    int32_t batch, in_h, in_w, in_c;
-    int32_t out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-    int32_t groups;           /* nn.conv2d: channel groups; depthwise: unused (1) */
-    int32_t depth_multiplier; /* depthwise only */
-    int32_t in_offset;        /* minus the input zero point */
-    int32_t w_offset;         /* minus the weight zero point (per-tensor; 0 for symmetric weights) */
-    int32_t out_zp, act_min, act_max;
+    mcc_pint batch, in_h, in_w, in_c;
+    mcc_pint out_h, out_w, out_c;
+    mcc_pint k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    mcc_pint groups;           /* nn.conv2d: channel groups; depthwise: unused (1) */
+    mcc_pint depth_multiplier; /* depthwise only */
+    mcc_pint in_offset;        /* minus the input zero point */
+    mcc_pint w_offset;         /* minus the weight zero point (per-tensor; 0 for symmetric weights) */
+    mcc_pint out_zp, act_min, act_max;
 } mcc_conv_params;
 
 /* nn.conv2d, int8. bias may be NULL; mult/shift have out_c entries. scratch: mcc_conv2d_s8_scratch_bytes(p)
@@ -95,16 +103,77 @@ size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
 #define MCC_GEMM_NARROW 1
 #endif
 
+/* Size-first kernels and tables (MCC_SIZE_FIRST): a size-first build (-Os) with the byte layout compiles compact
+   GEMM and depthwise kernels, one generic function each, and their packed requantization tables (the generated
+   code's "#if defined(MCC_SIZE_FIRST)" arrays: backends/c/emitters/gemm.py small_requant); -DMCC_SIZE_FIRST forces
+   them at any level (with the byte layout), -DMCC_SPEED_FIRST keeps the speed-first kernels at -Os. */
+#if !defined(MCC_SIZE_FIRST) && defined(__OPTIMIZE_SIZE__) && defined(MCC_GEMM_NARROW) && !defined(MCC_SPEED_FIRST)
+#define MCC_SIZE_FIRST 1
+#endif
+#if defined(MCC_SIZE_FIRST) && !defined(MCC_GEMM_NARROW)
+#define MCC_GEMM_NARROW 1
+#endif
+
+#if defined(MCC_SIZE_FIRST)
+/* The requantized, clamped output of channel c (of `channels`) for accumulator acc, TFLite's
+   MultiplyByQuantizedMultiplier bit for bit, from a size-first table: word 0 the header (base shift s0 in bits 0-7,
+   the output zero point in bits 8-15, bit 16 the wide form, bits 17-19 hb); then per channel the multiplier's bits
+   0-29 with the low two bits of shift - s0 in bits 30-31 (a nonzero multiplier lies in [2^30, 2^31)), followed by
+   the higher bits of shift - s0, hb bits per channel, packed into bytes; or in the wide form the multiplier,
+   followed by the shifts as int8. */
+#if defined(__GNUC__) || defined(__clang__)
+/* one copy in the image: every kernel file that calls it compiles a weak definition, the linker keeps one */
+#define MCC_RQ_SMALL_DEF __attribute__((weak)) int8_t
+int8_t mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo, int32_t hi);
+#else
+#define MCC_RQ_SMALL_DEF static inline int8_t
+#endif
+MCC_RQ_SMALL_DEF mcc_rq_small(const int32_t *rq, int32_t channels, int32_t c, int32_t acc, int32_t lo, int32_t hi) {
+    const uint32_t head = (uint32_t)rq[0];
+    const uint32_t word = (uint32_t)rq[1 + c];
+    int32_t m, s;
+    if (head & 0x10000u) {
+        m = (int32_t)word;
+        s = ((const int8_t *)(const void *)(rq + 1 + channels))[c];
+    } else {
+        const uint32_t hb = (head >> 17) & 7u; /* more bits of the shift's offset, packed after the words */
+        uint32_t d = word >> 30;
+        if (hb) {
+            const uint32_t bit = (uint32_t)c * hb;
+            d |= (((const uint8_t *)(const void *)(rq + 1 + channels))[bit >> 3] >> (bit & 7u) & ((1u << hb) - 1u)) << 2;
+        }
+        m = (int32_t)((word & 0x3FFFFFFFu) | 0x40000000u);
+        s = (int32_t)(int8_t)(uint8_t)(head & 0xFFu) + (int32_t)d;
+    }
+    int32_t v;
+    if (s < 0) { /* a right shift r = -s: both roundings in one 64-bit sum, exact for every accumulator */
+        int64_t t = (int64_t)acc * m + ((int64_t)1 << 30);
+        t += (int64_t)(((uint32_t)1 << (-s - 1)) - (t < 0 ? 1u : 0u)) * 2147483648LL;
+        v = (int32_t)(t >> 32) >> (-s - 1);
+    } else { /* a left shift (wrapping like the reference), then the rounding doubling high multiply: for a positive
+                multiplier, (x m + 2^30) >> 31 rounds half away from zero like gemmlowp's nudge and truncation */
+        const int32_t x = (int32_t)((uint32_t)acc << s);
+        v = (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
+    }
+    return (int8_t)mcc_clamp(v + (int32_t)(int8_t)(uint8_t)((head >> 8) & 0xFFu), lo, hi);
+}
+#endif
+
 typedef struct {
-    int32_t batch, in_h, in_w, in_c;
-    int32_t out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-    int32_t depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
-    int32_t pad_value;    /* the input zero point: the raw value of a tap over the padding */
-    int32_t out_zp, act_min, act_max;
-    int32_t rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
+    mcc_pint batch, in_h, in_w, in_c;
+    mcc_pint out_h, out_w, out_c;
+    mcc_pint k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    mcc_pint depth;        /* weights per output channel as laid out: k_h*k_w*in_c, rounded up to 4 with im2col */
+    mcc_pint pad_value;    /* the input zero point: the raw value of a tap over the padding */
+#if !defined(MCC_SIZE_FIRST) /* a size-first build has the zero point in its requantization table */
+    mcc_pint out_zp;
+#endif
+    mcc_pint act_min, act_max;
+#if !defined(MCC_SIZE_FIRST)
+    mcc_pint rq_fast;      /* 1: every channel's requantization row is the fast {m, h, r} (see mcc_gemm.c); 2: the
                              same with the output zero point folded into h (out_zp is then 0) */
-    int32_t column;       /* the column: 0 int16 (taps in window order), 1 raw input bytes (byte_column: the pixel
+#endif
+    mcc_pint column;       /* the column: 0 int16 (taps in window order), 1 raw input bytes (byte_column: the pixel
                              in place or an int8 im2col column), 2 int16 row-split (each window row's whole groups of
                              four taps, then the rows' last k_w*in_c % 4 taps; compiler.ops.conv.gemm_row_split) */
 } mcc_gemm_params;

@@ -52,6 +52,35 @@ def _format_array(arr: ConstArray, align: int, storage: str) -> str:
             f"{{\n    {body}\n}};\n")
 
 
+def _format_choices(a: ConstArray, storage: str) -> str:
+    """An array, preceded by its size-first contents (``#if defined(MCC_SIZE_FIRST)``) and its alternative under
+    their conditions when it has them."""
+    branches = []
+    if a.size_first is not None:
+        branches.append((SIZE_FIRST_CONDITION, ConstArray(a.symbol, a.size_first, a.comment + " (size-first)")))
+    if a.alternative is not None:
+        cond, alt = a.alternative
+        branches.append((cond, ConstArray(a.symbol, alt, a.comment + f" ({cond})")))
+    if not branches:
+        return _format_array(a, 4, storage)
+    text = "".join(f"#{'if' if i == 0 else 'elif'} {cond}\n{_format_array(b, 4, storage)}"
+                   for i, (cond, b) in enumerate(branches))
+    return text + f"#else\n{_format_array(a, 4, storage)}#endif\n"
+
+
+SIZE_FIRST_CONDITION = "defined(MCC_SIZE_FIRST)"
+
+PARAMS16 = ("mcc_conv_params", "mcc_dw_fast_params", "mcc_gemm_params", "mcc_pool_params")
+"""Parameter structs whose fields are ``mcc_pint`` (16-bit in a size-first build)."""
+
+
+def _params_fit_int16(program: Program) -> bool:
+    """True when every ``mcc_pint`` field of the program's parameter structs fits int16 (``runtime_c/mcc_kernels.h``
+    otherwise compiles them 32-bit: ``MCC_PARAMS32``)."""
+    return all(-(1 << 15) <= int(v) < (1 << 15) for ps in program.params if ps.ctype in PARAMS16
+               for v in ps.fields.values())
+
+
 def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: list[IOBinding],
                   outputs: list[IOBinding], source: str) -> list[Path]:
     """Write every file of the project into ``out_dir`` (which must exist); returns the paths written."""
@@ -104,26 +133,24 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     # -- weights
     w = [_banner(source), "#include <stdint.h>\n\n#include \"mcc_kernels.h\"\n\n"]
     for a in program.weights:
-        if a.alternative is None:
-            w.append(_format_array(a, 4, "") + "\n")
-        else:
-            cond, alt = a.alternative
-            other = ConstArray(a.symbol, alt, a.comment + f" ({cond})")
-            w.append(f"#if {cond}\n{_format_array(other, 4, '')}#else\n{_format_array(a, 4, '')}#endif\n\n")
+        w.append(_format_choices(a, "") + "\n")
     put(f"{p}_weights.c", "".join(w))
 
     # -- model
     c = [_banner(source), "#include <string.h>\n\n#include \"mcc_kernels.h\"\n", f"#include \"{p}.h\"\n\n"]
     c.append(_LAYER_HOOK_DEFAULT)
     for a in program.weights:
-        size = "" if a.alternative is not None else max(a.array.size, 1)
+        size = "" if a.alternative is not None or a.size_first is not None else max(a.array.size, 1)
         c.append(f"extern const {a.ctype} {a.symbol}[{size}];\n")
     c.append("\n")
     for t in program.tables:
-        c.append(_format_array(t, 4, "static "))
+        c.append(_format_choices(t, "static "))
     c.append("\n")
     for ps in program.params:
-        fields = "".join(f"    .{k} = {v},\n" for k, v in ps.fields.items())
+        fields = "".join(f"    .{k} = {v},\n" for k, v in ps.fields.items() if k not in ps.speed_only)
+        if ps.speed_only:
+            speed = "".join(f"    .{k} = {ps.fields[k]},\n" for k in ps.speed_only)
+            fields += f"#if !defined(MCC_SIZE_FIRST)\n{speed}#endif\n"
         c.append(f"static const {ps.ctype} {ps.symbol} = {{\n{fields}}};\n")
     c.append(f"\nstatic uint8_t {p}_static_arena[{P}_ARENA_BYTES] MCC_ALIGNED(8);\n\n")
     if streamed:
@@ -201,6 +228,9 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     # -- runtime kernels actually used
     for name in sorted(program.runtime_files):
         shutil.copyfile(RUNTIME_DIR / name, out_dir / name)
+        if name == "mcc_kernels.h" and not _params_fit_int16(program):
+            text = (out_dir / name).read_text()
+            (out_dir / name).write_text("/* mcc: a parameter does not fit 16 bits */\n#define MCC_PARAMS32 1\n" + text)
         if name in ("mcc_gemm.c", "mcc_depthwise.c") and program.narrow_gemm:  # both read the byte layouts
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"

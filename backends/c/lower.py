@@ -37,6 +37,8 @@ class ConstArray:
     alternative: tuple[str, np.ndarray] | None = None
     """A C preprocessor condition and the contents to compile instead when it holds (a second layout of the same
     weights, e.g. ``MCC_GEMM_NARROW``); ``array`` is the default and what flash figures count."""
+    size_first: np.ndarray | None = None
+    """The contents a size-first build compiles (``MCC_SIZE_FIRST``, GCC's -Os) before any other choice."""
 
     @property
     def ctype(self) -> str:
@@ -51,6 +53,8 @@ class ParamStruct:
     symbol: str
     ctype: str
     fields: dict[str, int | str]
+    speed_only: tuple[str, ...] = ()
+    """Fields a size-first build's struct does not have (emitted under ``#if !defined(MCC_SIZE_FIRST)``)."""
 
 
 @dataclass
@@ -87,7 +91,7 @@ class Program:
         with another condition (the add tables, ``MCC_ADD_NO_TABLES``) stay as they are."""
         for a in self.weights:
             if a.alternative is not None and a.alternative[0] == "defined(MCC_GEMM_NARROW)":
-                a.array, a.alternative = a.alternative[1], None
+                a.array, a.alternative = a.alternative[1], None  # a size-first array stays
         self.narrow_gemm = True
 
 
@@ -136,7 +140,7 @@ class LowerContext:
         self._symbols: set[str] = set()
         self._weights: dict[Value, str] = {}
         self._derived: dict[tuple[object, ...], str] = {}
-        self._tables: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+        self._tables: dict[tuple[object, ...], str] = {}
         self.op: Op | None = None
         self.layer = 0
         self.layer_index = 0
@@ -159,9 +163,10 @@ class LowerContext:
         return "NULL" if off is None else f"({ctype} *)(arena + {off})"
 
     def weight(self, v: Value, array: np.ndarray | None = None,
-               alternative: tuple[str, np.ndarray] | None = None) -> str:
+               alternative: tuple[str, np.ndarray] | None = None, size_first: np.ndarray | None = None) -> str:
         """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it; with
-        ``alternative``, the condition under which the C compiles another array of the same type instead)."""
+        ``alternative``, the condition under which the C compiles another array of the same type instead; with
+        ``size_first``, the array a size-first build compiles, whatever the other condition)."""
         if array is None:
             if v in self._weights:
                 return self._weights[v]
@@ -171,36 +176,41 @@ class LowerContext:
         arr = np.ascontiguousarray(array)
         alt = None if alternative is None else (alternative[0], np.ascontiguousarray(alternative[1]))
         # a transformed copy equal to one already emitted (the tiles of a patched layer) is stored once
+        sf = None if size_first is None else np.ascontiguousarray(size_first)
         key = (arr.dtype.str, arr.shape, arr.tobytes(),
-               None if alt is None else (alt[0], alt[1].dtype.str, alt[1].shape, alt[1].tobytes()))
+               None if alt is None else (alt[0], alt[1].dtype.str, alt[1].shape, alt[1].tobytes()),
+               None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()))
         derived = array is not v.const_value
         if derived and key in self._derived:
             return self._derived[key]
         sym = c_identifier(f"{self.program.prefix}_{v.name}", self._symbols)
-        self.program.weights.append(ConstArray(sym, arr, f"%{v.name}", alt))
+        self.program.weights.append(ConstArray(sym, arr, f"%{v.name}", alt, sf))
         if derived:
             self._derived[key] = sym
         else:
             self._weights[v] = sym
         return sym
 
-    def table(self, name: str, array: np.ndarray) -> str:
+    def table(self, name: str, array: np.ndarray, size_first: np.ndarray | None = None) -> str:
         """Symbol of a const lookup/parameter array (multipliers, shifts, LUTs) for the current layer; an array
-        equal to one already emitted (the same layer tile by tile, equal requantization) is shared."""
+        equal to one already emitted (the same layer tile by tile, equal requantization) is shared. ``size_first``:
+        the contents a size-first build (``MCC_SIZE_FIRST``) compiles instead."""
         arr = np.ascontiguousarray(array)
-        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        sf = None if size_first is None else np.ascontiguousarray(size_first)
+        key = (arr.dtype.str, arr.shape, arr.tobytes(), None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()))
         if key in self._tables:
             return self._tables[key]
         sym = c_identifier(f"L{self.layer}_{name}", self._symbols)
-        self.program.tables.append(ConstArray(sym, arr))
+        self.program.tables.append(ConstArray(sym, arr, size_first=sf))
         self._tables[key] = sym
         return sym
 
-    def params(self, ctype: str, **fields: int | str) -> str:
-        """Address of a ``static const`` parameter struct for the current layer."""
+    def params(self, ctype: str, speed_only: tuple[str, ...] = (), /, **fields: int | str) -> str:
+        """Address of a ``static const`` parameter struct for the current layer (``speed_only``: the fields a
+        size-first build's struct leaves out)."""
         sym = c_identifier(f"L{self.layer}_params", self._symbols)
         self.program.params.append(ParamStruct(sym, ctype, {k: (int(v) if not isinstance(v, str) else v)
-                                                             for k, v in fields.items()}))
+                                                             for k, v in fields.items()}, speed_only))
         return "&" + sym
 
     def call(self, kernel: str, args: Sequence[str], runtime_file: str) -> None:

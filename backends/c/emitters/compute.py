@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.c.emitters._util import require_int8, weight_offset
-from backends.c.emitters.gemm import NARROW, emit_gemm, fold_bias, requant_table
+from backends.c.emitters.gemm import NARROW, emit_gemm, fold_bias, requant_table, small_requant
 from backends.c.lower import LowerContext, emitter
 from compiler.errors import UnsupportedOpError
 from compiler.ir import DType, Op, Value
@@ -68,8 +68,8 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     _, xzp = per_tensor(x, op, "input")
     _, yzp = per_tensor(y, op, "result")
     lo, hi = act_range_int(op, y.type)
-    params = ctx.params(
-        "mcc_conv_params", batch=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+    fields = dict(
+        batch=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pt, pad_left=pl, groups=1,
         depth_multiplier=attr(op, "depth_multiplier"), in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp,
         act_min=lo, act_max=hi)
@@ -80,12 +80,14 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         w_eff = np.asarray(w.const_value, dtype=np.int64) + weight_offset(op)
         b_c = np.zeros(oc, np.int32) if bias_c is None else np.asarray(bias_c, dtype=np.int32)
         rq = depthwise_requant(op, w_eff, b_c, -xzp)
+        params = ctx.params("mcc_conv_params", **fields)
         ctx.call("mcc_depthwise_conv2d_s8_planar", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx),
                                                     ctx.table("requant", rq), ctx.act(y), ctx.scratch("int8_t")],
                  "mcc_depthwise_planar.c")
         return
     variant = depthwise_fast_variant(op)
     if variant is None:
+        params = ctx.params("mcc_conv_params", **fields)
         mult, shift = _channel_tables(op, ctx)
         ctx.call("mcc_depthwise_conv2d_s8", [params, ctx.cact(x), ctx.weight(w), _bias(op, ctx), mult, shift,
                                              ctx.act(y)], "mcc_depthwise.c")
@@ -99,22 +101,33 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp)):
         variant += "_any"
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
-    cache: dict[tuple[str, tuple[int, ...], bytes], str] = ctx.__dict__.setdefault("_dw_symbols", {})
+    cache: dict[tuple[object, ...], str] = ctx.__dict__.setdefault("_dw_symbols", {})
     wkey = ("w", wnp.shape, wnp.tobytes())
+    # a size-first build: the packed table of gemm.py's small_requant for both variants
+    mult_np, shift_np = requant_multipliers(op)
+    w2d = wnp.reshape(-1, wnp.shape[-1]).T.astype(np.int64)
+    small = small_requant(mult_np, shift_np, fold_bias(bias_np, w2d, -xzp), w2d, yzp)
     if wkey not in cache:
         cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
                                  (NARROW, depthwise_fast_weights(wnp, narrow=True)))
     bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
     if variant.endswith("_any"):
-        rq_sym = ctx.table("requant", rq)
+        rq_sym = ctx.table("requant", rq, small)
     else:  # every rounding half is 2^(shift-1): the output zero point folds into it, and a size-first build
         # keeps {multiplier, shift} only (it adds the zero point)
         folded = depthwise_fold_zero_point(rq, yzp)
-        rkey = ("rq", folded.shape, folded.tobytes())
+        rkey = ("rq", folded.shape, folded.tobytes(), small.tobytes())
         if rkey not in cache:
-            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)))
+            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)), small)
         rq_sym = cache[rkey]
+    params = ctx.params("mcc_dw_fast_params", DW_SPEED_ONLY, **fields)
     ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
+
+
+DW_SPEED_ONLY = ("out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "groups", "depth_multiplier",
+                 "w_offset", "out_zp")
+"""The ``mcc_conv_params`` fields a size-first build's ``mcc_dw_fast_params`` leaves out (``runtime_c/mcc_compute.h``):
+its kernel has the window and stride in its name and the output zero point in the requantization table."""
 
 
 RING_MAX_LINE = 32

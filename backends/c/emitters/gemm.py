@@ -184,8 +184,9 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
         from compiler.errors import UnsupportedOpError
 
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
-    folded = fold_bias(bias, w2d, in_offset)
+    folded = plain = fold_bias(bias, w2d, in_offset)
     mult, shift = requant_multipliers(op)
+    small = small_requant(mult, shift, plain, w2d, out_zp)  # a size-first build's table, with the plain bias
     # fully connected layers and byte_column convs multiply raw input bytes, other convs an int16 column
     byte_column = op.kind == "nn.fully_connected" or bool(op.attrs.get("byte_column", False))
     fast = fast_layer(mult, shift, folded, w2d)
@@ -193,12 +194,101 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
     rq_fast = int(fast is not None)
     if fast is not None and (rows := fold_zero_point(rq, out_zp)) is not None:
         rq, out_zp, rq_fast = rows, 0, 2  # the kernel then adds no zero point
-    params = ctx.params("mcc_gemm_params", **geometry, depth=depth, pad_value=-in_offset, out_zp=out_zp,
-                        act_min=act[0], act_max=act[1], rq_fast=rq_fast,
+    params = ctx.params("mcc_gemm_params", ("out_zp", "rq_fast"), **geometry, depth=depth, pad_value=-in_offset,
+                        out_zp=out_zp, act_min=act[0], act_max=act[1], rq_fast=rq_fast,
                         column=1 if byte_column else 2 if row_split is not None else 0)
     if (shape := fixed_shape(op, depth, geometry, rq_fast, act, byte_column)) is not None:
         ctx.program.gemm_shapes.add(shape)
     wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
-    ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, ctx.table("bias", folded),
-                                  ctx.table("requant", rq), ctx.act(op.result), scratch], "mcc_gemm.c")
+    bias_sym = ctx.table("bias", folded, None if np.array_equal(folded, plain) else plain)
+    ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, bias_sym,
+                                  ctx.table("requant", rq, small), ctx.act(op.result), scratch], "mcc_gemm.c")
+
+
+SIZE_FIRST = "defined(MCC_SIZE_FIRST)"
+"""The C condition of a size-first build (GCC's -Os, see ``runtime_c/mcc_kernels.h``): its GEMM and depthwise
+kernels read the packed requantization of :func:`small_requant` and the plain folded bias."""
+
+SMALL_WIDE = 1 << 16
+"""Header flag of a :func:`small_requant` table whose shifts follow the multipliers as bytes."""
+
+
+def small_requant(mult: np.ndarray, shift: np.ndarray, bias: np.ndarray, w: np.ndarray, zp: int) -> np.ndarray:
+    """The size-first requantization table of a layer (int32 words), TFLite's MultiplyByQuantizedMultiplier of
+    ``(multiplier, shift)`` per output channel, decoded by ``mcc_rq_small`` (``runtime_c/mcc_kernels.h``):
+
+    - word 0, the header: the base shift ``s0`` (the smallest) in bits 0-7 (int8), the output zero point in bits 8-15
+      (int8), :data:`SMALL_WIDE` in bit 16 for the wide form, else in bits 17-19 ``hb``, how many more bits of
+      ``shift - s0`` each channel has (0 when the shifts span at most 4 values, 2 up to 16, 4 up to 64);
+    - packed form: one word per channel, the multiplier's bits 0-29 with the low two bits of ``shift - s0`` in bits
+      30-31 (a nonzero TFLite multiplier lies in ``[2^30, 2^31)``: bit 30 is 1, bit 31 is 0, both implied); then,
+      when ``hb > 0``, the higher bits of ``shift - s0``, ``hb`` bits per channel packed into bytes from bit 0 (so 4.25
+      or 4.5 bytes per channel). A zero multiplier (its result 0 for every accumulator) is stored as ``2^30`` with
+      the shift ``s0``, which is exact only when that gives 0 at both ends of the channel's accumulator range
+      ``bias +- 128 * sum |w|`` (the result is monotonic in the accumulator for a right shift); otherwise the wide
+      form;
+    - wide form: the multipliers as they are, one word per channel, then the shifts as int8, four to a word.
+
+    About 4 bytes per channel instead of the speed-first rows' 12."""
+    from compiler.quant import multiply_by_quantized_multiplier
+
+    m = np.asarray(mult, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    nz = m != 0
+    assert np.all((m[nz] >= 1 << 30) & (m[nz] < 1 << 31)) and np.all(s >= -31)  # quantize_multiplier's range
+    if np.any(s > 31):
+        from compiler.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(f"a requantization multiplier of 2^{int(s.max())} or more: no C kernel shifts "
+                                 f"a 32-bit accumulator that far")
+    s0 = int(s[nz].min()) if nz.any() else 0
+    span = int(s[nz].max()) - s0 + 1 if nz.any() else 1
+    hb = 0 if span <= 4 else 2 if span <= 16 else 4
+    packed = True
+    if not nz.all():
+        d = 128 * np.abs(w.astype(np.int64)).sum(axis=1)
+        b = bias.astype(np.int64)
+        for c in np.nonzero(~nz)[0]:
+            lo, hi = int(b[c] - d[c]), int(b[c] + d[c])
+            if s0 > 0 or lo < -(1 << 31) or hi >= (1 << 31) or any(
+                    int(multiply_by_quantized_multiplier(a, 1 << 30, s0)) != 0 for a in (lo, hi)):
+                packed = False
+                break
+    head = (s0 & 0xFF) | ((int(zp) & 0xFF) << 8) | ((hb << 17) if packed else SMALL_WIDE)
+    if packed:
+        delta = np.where(nz, s - s0, 0)
+        words = np.where(nz, (m & 0x3FFFFFFF) | ((delta & 3) << 30), 0)
+        parts = [np.array([head]), words]
+        if hb:
+            high = (delta >> 2).astype(np.int64)
+            per = 8 // hb
+            high = np.concatenate([high, np.zeros(-len(high) % (4 * per), np.int64)]).reshape(-1, 4, per)
+            byte = (high << (hb * np.arange(per))).sum(axis=2)  # [words, 4]
+            parts.append(byte[:, 0] | (byte[:, 1] << 8) | (byte[:, 2] << 16) | (byte[:, 3] << 24))
+        return np.concatenate(parts).astype(np.int64).astype(np.uint32).view(np.int32)
+    sb = (s & 0xFF).astype(np.uint8)
+    sb = np.concatenate([sb, np.zeros(-len(sb) % 4, np.uint8)])
+    shifts = sb.view("<u4").astype(np.int64)
+    return np.concatenate([[head], m, shifts]).astype(np.int64).astype(np.uint32).view(np.int32)
+
+
+def small_requant_decode(table: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(multipliers, shifts, zero point)`` as ``mcc_rq_small`` reads them from a :func:`small_requant` table (a
+    zero multiplier of the packed form comes back as ``2^30`` with the base shift)."""
+    t = np.asarray(table).astype(np.int64) & 0xFFFFFFFF
+    head = int(t[0])
+    s0 = (head & 0xFF) - ((head & 0x80) << 1)
+    zp = ((head >> 8) & 0xFF) - ((head & 0x8000) >> 7)
+    words = t[1:1 + channels]
+    rest = t[1 + channels:].astype("<u4").view(np.uint8).astype(np.int64)
+    if head & SMALL_WIDE:
+        m = np.where(words >= 1 << 31, words - (1 << 32), words)
+        sb = rest[:channels]
+        return m, np.where(sb >= 128, sb - 256, sb), zp
+    hb = (head >> 17) & 7
+    delta = words >> 30
+    if hb:
+        bit = np.arange(channels) * hb
+        delta = delta | (((rest[bit >> 3] >> (bit & 7)) & ((1 << hb) - 1)) << 2)
+    return (words & 0x3FFFFFFF) | (1 << 30), s0 + delta, zp

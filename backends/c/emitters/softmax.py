@@ -48,6 +48,8 @@ def softmax(op: Op, ctx: LowerContext) -> None:
                                  f"got {depth}")
     if x.type.num_elements == 0:
         return
-    table = ctx.table("exp", exp_table(x.type, attr(op, "beta")))
+    sp = softmax_params(x.type, attr(op, "beta"))  # a size-first build computes the exps from these
+    table = ctx.table("exp", exp_table(x.type, attr(op, "beta")),
+                      np.array([sp.input_multiplier, sp.input_left_shift, sp.diff_min], np.int32))
     params = ctx.params("mcc_softmax_params", rows=math.prod(shape[:-1]), depth=depth)
     ctx.call("mcc_softmax_s8", [params, table, ctx.cact(x), ctx.act(y)], "mcc_softmax.c")
