@@ -120,7 +120,7 @@ MCC_DWL_INLINE void mcc_dwl_t4(uint32_t a, uint32_t b, uint32_t e, uint32_t f, u
 
 /* One input line of a block into line slot d (channel j's line at d + j * MCC_DWL_CS): bytes [0, k0) and [k1,
    kend) the zero point, bytes [k0, k1) the pixels src, src + step, ... (four channels each); src NULL: all zero
-   point. The passes read no further than kend (k1 <= kend <= MCC_DWL_LS). */
+   point. The passes read no further than kend (k1 <= kend <= MCC_DWL_LS). Slots are filled in ascending order. */
 static void mcc_dwl_fill(const int8_t *src, int32_t step, int32_t k0, int32_t k1, int32_t kend, uint32_t zp4,
                          int8_t *d) {
     if (src == NULL) {
@@ -145,14 +145,10 @@ static void mcc_dwl_fill(const int8_t *src, int32_t step, int32_t k0, int32_t k1
         d[2 * MCC_DWL_CS + b] = src[2];
         d[3 * MCC_DWL_CS + b] = src[3];
     }
-    for (int32_t j = 0; j < 4; ++j) {
-        int8_t *t = d + j * MCC_DWL_CS;
-        int32_t i = b;
-        for (; i + 4 <= kend; i += 4) {
-            mcc_dwl_wr(t + i, zp4);
-        }
-        for (; i < kend; ++i) {
-            t[i] = (int8_t)(uint8_t)zp4;
+    for (int32_t j = 0; j < 4; ++j) { /* whole words: up to 3 bytes past kend, the head of the next line slot, which
+                                         is filled after this one (or is an output line) */
+        for (int32_t i = b; i < kend; i += 4) {
+            mcc_dwl_wr(d + j * MCC_DWL_CS + i, zp4);
         }
     }
 }
@@ -211,32 +207,47 @@ MCC_DWL_INLINE void mcc_dwl_row(const int8_t *r, int32_t w02, int32_t wm, const 
 }
 #endif
 
-/* One channel's output line (n outputs, in pairs; an odd n computes one more, which is not stored) from its input
-   lines r, r + LS, r + 2 LS into r + MCC_DWL_OUT. */
+/* Two outputs of one channel from its input lines r, r + LS, r + 2 LS into r + MCC_DWL_OUT (tw: its eight words,
+   sh its shift). */
+MCC_DWL_INLINE void mcc_dwl_pair(int8_t *r, int32_t w0, int32_t w1, int32_t w2, int32_t m01, int32_t m2s,
+                                 int32_t base, int32_t m, int32_t half, int32_t sh, const mcc_dwl_clamp *q,
+                                 const int FULL) {
+    int32_t a0 = base, a1 = base;
+#if defined(__ARM_FEATURE_DSP)
+    mcc_dwl_row(r, w0, m01, 0, &a0, &a1);
+    mcc_dwl_row(r + MCC_DWL_LS, w1, m01, 1, &a0, &a1);
+    mcc_dwl_row(r + 2 * MCC_DWL_LS, w2, m2s, 1, &a0, &a1);
+#else
+    const int32_t ws[3] = {w0, w1, w2};
+    const int32_t wm[3] = {(int16_t)(uint16_t)(uint32_t)m01, (int32_t)((uint32_t)m01 >> 16 ^ 0x8000u) - 0x8000,
+                           (int32_t)((uint32_t)m2s >> 16 ^ 0x8000u) - 0x8000};
+    for (int32_t k = 0; k < 3; ++k) {
+        const int8_t *x = r + k * MCC_DWL_LS;
+        const int32_t k0 = (int16_t)(uint16_t)(uint32_t)ws[k], k2 = (int32_t)((uint32_t)ws[k] >> 16 ^ 0x8000u) - 0x8000;
+        a0 = mcc_add_wrap(a0, x[0] * k0 + x[1] * wm[k] + x[2] * k2);
+        a1 = mcc_add_wrap(a1, x[1] * k0 + x[2] * wm[k] + x[3] * k2);
+    }
+#endif
+    r[MCC_DWL_OUT] = mcc_dwl_q(a0, m, half, sh, q, FULL);
+    r[MCC_DWL_OUT + 1] = mcc_dwl_q(a1, m, half, sh, q, FULL);
+}
+
+/* One channel's output line: n outputs, four at a time, then two (an odd n computes one more, from the padding,
+   which is not stored; the fill covers the bytes it reads, mcc_dwl_kend). */
 MCC_DWL_INLINE void mcc_dwl_pass(int8_t *r, const int32_t *tw, int32_t n, const mcc_dwl_clamp *q, const int FULL) {
     const int32_t w0 = tw[0], w1 = tw[1], w2 = tw[2], m01 = tw[3], m2s = tw[4], base = tw[5], m = tw[6],
                   half = tw[7];
     const int32_t sh = m2s & 0xFF;
     int8_t *end = r + n;
-    for (; r < end; r += 2) {
-        int32_t a0 = base, a1 = base;
-#if defined(__ARM_FEATURE_DSP)
-        mcc_dwl_row(r, w0, m01, 0, &a0, &a1);
-        mcc_dwl_row(r + MCC_DWL_LS, w1, m01, 1, &a0, &a1);
-        mcc_dwl_row(r + 2 * MCC_DWL_LS, w2, m2s, 1, &a0, &a1);
-#else
-        const int32_t ws[3] = {w0, w1, w2};
-        const int32_t wm[3] = {(int16_t)(uint16_t)(uint32_t)m01, (int32_t)((uint32_t)m01 >> 16 ^ 0x8000u) - 0x8000,
-                               (int32_t)((uint32_t)m2s >> 16 ^ 0x8000u) - 0x8000};
-        for (int32_t k = 0; k < 3; ++k) {
-            const int8_t *x = r + k * MCC_DWL_LS;
-            const int32_t k0 = (int16_t)(uint16_t)(uint32_t)ws[k], k2 = (int32_t)((uint32_t)ws[k] >> 16 ^ 0x8000u) - 0x8000;
-            a0 = mcc_add_wrap(a0, x[0] * k0 + x[1] * wm[k] + x[2] * k2);
-            a1 = mcc_add_wrap(a1, x[1] * k0 + x[2] * wm[k] + x[3] * k2);
-        }
+    for (; r + 2 < end; r += 4) {
+        mcc_dwl_pair(r, w0, w1, w2, m01, m2s, base, m, half, sh, q, FULL);
+#if defined(__GNUC__) || defined(__clang__)
+        __asm__ volatile("" ::: "memory"); /* one pair after the other: interleaved, the two spill */
 #endif
-        r[MCC_DWL_OUT] = mcc_dwl_q(a0, m, half, sh, q, FULL);
-        r[MCC_DWL_OUT + 1] = mcc_dwl_q(a1, m, half, sh, q, FULL);
+        mcc_dwl_pair(r + 2, w0, w1, w2, m01, m2s, base, m, half, sh, q, FULL);
+    }
+    if (r < end) {
+        mcc_dwl_pair(r, w0, w1, w2, m01, m2s, base, m, half, sh, q, FULL);
     }
 }
 
