@@ -112,10 +112,17 @@ MCC_DWL_INLINE void mcc_dwl_t4(uint32_t a, uint32_t b, uint32_t e, uint32_t f, u
     const uint32_t u0 = (e & 0x00FF00FFu) | ((f & 0x00FF00FFu) << 8);
     const uint32_t u1 = ((e >> 8) & 0x00FF00FFu) | (f & 0xFF00FF00u);
 #endif
+#if defined(__ARM_FEATURE_DSP) && (defined(__GNUC__) || defined(__clang__))
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(*o0) : "r"(t0), "r"(u0));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(*o2) : "r"(u0), "r"(t0));
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(*o1) : "r"(t1), "r"(u1));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(*o3) : "r"(u1), "r"(t1));
+#else
     *o0 = (t0 & 0xFFFFu) | (u0 << 16);
     *o2 = (t0 >> 16) | (u0 & 0xFFFF0000u);
     *o1 = (t1 & 0xFFFFu) | (u1 << 16);
     *o3 = (t1 >> 16) | (u1 & 0xFFFF0000u);
+#endif
 }
 
 /* One input line of a block into line slot d (channel j's line at d + j * MCC_DWL_CS): bytes [0, k0) and [k1,
@@ -441,7 +448,10 @@ void mcc_depthwise_conv2d_s8_lines_inplace(const mcc_conv_params *p, const int8_
                               out_step);
             }
             for (int32_t j = 0; j < 4; ++j) { /* input lines 2, 3 become 0, 1 */
-                memcpy(buf + j * MCC_DWL_CS, buf + j * MCC_DWL_CS + 2 * MCC_DWL_LS, 2 * MCC_DWL_LS);
+                uint32_t *w = words + j * (MCC_DWL_CS / 4);
+                for (int32_t i = 0; i < MCC_DWL_LS / 2; ++i) {
+                    w[i] = w[i + MCC_DWL_LS / 2];
+                }
             }
         }
     }

@@ -193,11 +193,11 @@ def depthwise_lines(op: Op) -> str | None:
     return "raster" if op.result.type.shape[2] >= LINES_MIN_WIDTH else None
 
 
-LINES_MIN_WIDTH = 24
+LINES_MIN_WIDTH = 12
 """The narrowest output the raster-placement line kernel takes: per block of four channels and pair of rows it
 fills four channel lines and stores two, so narrow maps pay more for that than the taps save (measured on an
-emulated Cortex-M7 with VWW: 48 and 24 wide 4.51 and 4.04 -> 3.35 and 3.37 instructions per MAC, 12 wide 4.00 ->
-4.06, 6 wide 3.98 -> 5.58)."""
+emulated Cortex-M7 with VWW, instructions per MAC, raster kernel -> line kernel: 48 and 24 wide 4.51 and 4.04 ->
+3.00, 12 wide 4.00 -> 3.52, 6 wide 3.98 -> 4.59, 3 wide 3.86 -> 7.61)."""
 
 
 def depthwise_lines_table(op: Op, lines: str, narrow: bool = False) -> np.ndarray:
