@@ -279,13 +279,13 @@ MCC_DWL_INLINE void mcc_dwl_block(int8_t *buf, const int32_t *tab, int32_t n, in
         mcc_dwl_block(buf, tw, n, lines, q, FULL);                                                                 \
     }
 MCC_DWL_BLOCK(0)
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__) /* size-first builds: one instance */
 MCC_DWL_BLOCK(1)
 #endif
 #undef MCC_DWL_BLOCK
 
 static void mcc_dwl_compute(int8_t *buf, const int32_t *tw, int32_t n, int32_t lines, const mcc_dwl_clamp *q) {
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)
     if (q->full) {
         mcc_dwl_block_1(buf, tw, n, lines, q);
         return;

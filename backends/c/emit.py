@@ -201,7 +201,7 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     # -- runtime kernels actually used
     for name in sorted(program.runtime_files):
         shutil.copyfile(RUNTIME_DIR / name, out_dir / name)
-        if name in ("mcc_gemm.c", "mcc_depthwise.c") and program.narrow_gemm:  # both read the byte layouts
+        if name in ("mcc_gemm.c", "mcc_depthwise.c", "mcc_depthwise_lines.c") and program.narrow_gemm:  # byte layouts
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"
                                         "#define MCC_GEMM_NARROW 1\n" + text)

@@ -373,11 +373,13 @@ def test_line_kernel_at_every_overlap(tmp_path, h, w, c, pads):
     from compiler.overlap import overlap_distance
 
     root = Path(__file__).resolve().parents[2]
-    lib = tmp_path / "dwl.so"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
-                    f"-I{root / 'runtime_c'}", str(root / "runtime_c" / "mcc_depthwise_lines.c"), "-o", str(lib)],
-                   check=True)
-    fn = ctypes.CDLL(str(lib)).mcc_depthwise_conv2d_s8_lines
+    fns = []
+    for narrow in (False, True):  # the byte table of size-first builds (and of mcc's flash fallback) too
+        lib = tmp_path / f"dwl{int(narrow)}.so"
+        subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
+                        *(["-DMCC_GEMM_NARROW"] if narrow else []), f"-I{root / 'runtime_c'}",
+                        str(root / "runtime_c" / "mcc_depthwise_lines.c"), "-o", str(lib)], check=True)
+        fns.append(ctypes.CDLL(str(lib)).mcc_depthwise_conv2d_s8_lines)
     g = dw_graph(h, w, c, 3, 1, pads, seed=h + w)
     (op,) = _dw_ops(g)
     assert depthwise_lines(op) == "raster"
@@ -388,18 +390,19 @@ def test_line_kernel_at_every_overlap(tmp_path, h, w, c, pads):
     lo, hi = act_range_int(op, y.type)
     params = np.array([1, h, w, c, oh, ow, c, 3, 3, 1, 1, 1, 1, pads[0], pads[1], 1, 1, -xzp, 0, yzp, lo, hi],
                       np.int32)
-    tab = depthwise_lines_table(op, "raster")
+    tabs = [depthwise_lines_table(op, "raster"), depthwise_lines_table(op, "raster", narrow=True)]
     x = np.random.default_rng(w).integers(-128, 128, (1, h, w, c)).astype(np.int8)
     want = run(g, [x])[-1].reshape(-1)
     nin, nout = x.size, want.size
     ov = overlap_distance(op, 0)
     assert ov is not None
     ptr = ctypes.c_void_p
-    for d in [*range(ov.d, 3 * w * c + 8), -nin]:
-        arena = np.zeros(nin + nout + abs(d) + 64, np.int8)
-        out_at = 16 + max(0, -d)  # the result d bytes below the input
-        in_at = out_at + d
-        arena[in_at:in_at + nin] = x.reshape(-1)
-        base = arena.ctypes.data
-        fn(ptr(params.ctypes.data), ptr(base + in_at), ptr(tab.ctypes.data), ptr(base + out_at))
-        np.testing.assert_array_equal(arena[out_at:out_at + nout], want, err_msg=f"d = {d}")
+    for fn, tab, ds in ((fns[0], tabs[0], [*range(ov.d, 3 * w * c + 8), -nin]), (fns[1], tabs[1], [ov.d, -nin])):
+        for d in ds:
+            arena = np.zeros(nin + nout + abs(d) + 64, np.int8)
+            out_at = 16 + max(0, -d)  # the result d bytes below the input
+            in_at = out_at + d
+            arena[in_at:in_at + nin] = x.reshape(-1)
+            base = arena.ctypes.data
+            fn(ptr(params.ctypes.data), ptr(base + in_at), ptr(tab.ctypes.data), ptr(base + out_at))
+            np.testing.assert_array_equal(arena[out_at:out_at + nout], want, err_msg=f"d = {d}")
