@@ -78,6 +78,15 @@ MCC_DW_DECLARE(7, 1)
 MCC_DW_DECLARE(7, 2)
 #undef MCC_DW_DECLARE
 
+/* nn.depthwise_conv2d, 3x3 window, stride 1, from channel lines (mcc_depthwise_lines.c): batch 1, C a multiple of
+   4, padding at most 1 on the top and the left, every channel's fast requantization. tab: eight int32 words per
+   channel (backends/c/emitters/compute.py depthwise_lines_table; the first kernel's size-first build reads
+   depthwise_lines_size_first's arrays instead). The first honours the raster overlap contract;
+   the second runs in place (out == in; cols: the lines are the columns), lines of at most 28 pixels. */
+void mcc_depthwise_conv2d_s8_lines(const mcc_dw_fast_params *p, const int8_t *in, const int32_t *tab, int8_t *out);
+void mcc_depthwise_conv2d_s8_lines_inplace(const mcc_conv_params *p, const int8_t *in, const int32_t *tab,
+                                           int8_t *out, int32_t cols);
+
 /* ---- fully connected and matmul (mcc_fully_connected.c) ------------------------------------------------------ */
 
 typedef struct {

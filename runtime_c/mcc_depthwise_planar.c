@@ -14,8 +14,9 @@
  * matter). Outputs whose window leaves the plane sideways, any other window or stride, and dilation take the
  * per-tap loops over the valid taps, exactly as the reference.
  *
- * A 3x3 stride-1 window with C a multiple of 4 takes the ring-of-lines kernel below instead (four channels at a
- * time, no plane: the scratch stays reserved but unused).
+ * A 3x3 stride-1 window with C a multiple of 4 and every channel's fast requantization takes the channel-line kernel
+ * instead (mcc_depthwise_lines.c, mcc_depthwise_conv2d_s8_lines_inplace: four channels at a time, no plane; the
+ * emitter chooses it, and the scratch stays reserved but unused).
  *
  * Requantization: rq holds three words per channel (backends/c/emitters/gemm.py requant_table, shared with
  * mcc_depthwise.c: mcc_requant_rq in mcc_compute.h). */
@@ -94,6 +95,19 @@ static inline void mcc_planar_k3_weights(const int32_t *wk, int32_t w02[3], int3
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* The four bytes x0..x3 at r as SXTB16 splits them: *xe = (x0, x2), *xo = (x1, x3). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline void mcc_planar_unpack(const int8_t *r, int32_t *xe, int32_t *xo) {
+    uint32_t v;
+    memcpy(&v, r, 4);
+    *xe = (int32_t)__sxtb16(v);
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(*xo) : "r"(v));
+}
+#endif
+
 /* Two horizontally adjacent outputs of a 3x3 stride-1 window += one window row: the row's bytes x0..x3 at r (the
    outputs' windows start at x0 and x1), its weights w (w[0..2]; as w02 and w1 for SMLAD). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -101,13 +115,10 @@ __attribute__((always_inline))
 #endif
 static inline void mcc_planar_pair(uint32_t *a0, uint32_t *a1, const int8_t *r, int32_t w02, int32_t w1,
                                    const int32_t *w) {
-    uint32_t v;
-    memcpy(&v, r, 4);
 #if defined(__ARM_FEATURE_DSP)
     (void)w;
-    int32_t xo;
-    const int32_t xe = (int32_t)__sxtb16(v);
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
+    int32_t xe, xo;
+    mcc_planar_unpack(r, &xe, &xo);
     *a0 = (uint32_t)__smlad(xe, w02, (int32_t)*a0);
     *a1 = (uint32_t)__smlad(xo, w02, (int32_t)*a1);
     *a0 = (uint32_t)__smlabb(xo, w1, (int32_t)*a0);
@@ -115,6 +126,8 @@ static inline void mcc_planar_pair(uint32_t *a0, uint32_t *a1, const int8_t *r, 
 #else
     (void)w02;
     (void)w1;
+    uint32_t v;
+    memcpy(&v, r, 4);
     const int32_t x0 = (int8_t)(uint8_t)v, x1 = (int8_t)(uint8_t)(v >> 8);
     const int32_t x2 = (int8_t)(uint8_t)(v >> 16), x3 = (int8_t)(uint8_t)(v >> 24);
     *a0 += (uint32_t)(x0 * w[0]) + (uint32_t)(x1 * w[1]) + (uint32_t)(x2 * w[2]);
@@ -322,330 +335,6 @@ MCC_PLANAR_INSTANCE(7, 1, 1)
 #endif
 #undef MCC_PLANAR_INSTANCE
 
-/* ---- 3x3 stride 1, four channels at a time, no plane ----------------------------------------------------------- *
- *
- * When C is a multiple of four, the window 3x3 with stride 1 and the padding at most 1 on the top and the left,
- * each block of four channels c..c+3 runs line by line with a ring of three input lines on the stack (four channel
- * lines of R bytes per input line, padding bytes holding the input zero point). The lines are the image's rows, or
- * its columns when the output has the input's shape and the columns are longer (KWS: 25 x 5): a longer line spreads
- * the per-line work over more outputs. Before output line i is computed, input line i + 2 - pad of the block is
- * copied into the ring (four pixels, one word each holding the block's four channels, are transposed into four
- * channel lines with a few shifts and masks); output line i is then written, only the block's own bytes and only
- * over input pixels the ring already holds (rows: the output pixel index is at most the input's, which lies in a
- * line already copied; columns: the output has the input's shape), so the output may take exactly the input's
- * bytes. Along a channel line the outputs come in pairs as in mcc_planar_pair (the weights in registers), their
- * accumulators into a small array, then requantized in a second loop (fewer live registers in each). With the fast
- * requantization of all four channels the accumulator is doubled from the start (weights and base doubled; the
- * offline proof bounds |acc| < 2^30) so SMMLAR takes it directly. The plane scratch is not used. */
-
-#define MCC_RING_MAX_L 32 /* the longest line (the ring and one channel line's accumulators live on the stack) */
-
-/* A block's lines: the input line i's pixel k is at in + i * in_line + k * in_step (+ c), the output line i's pixel
-   k at out + i * out_line + k * out_step; L input pixels per line (n_in lines), OL outputs per line (n_out lines),
-   pad_along padding pixels before a line's first and pad_across padding lines before the first; R bytes per
-   channel line in the ring. */
-typedef struct {
-    int32_t in_line, in_step, out_line, out_step, L, OL, n_in, n_out, pad_along, pad_across, R;
-} mcc_ring_geo;
-
-/* The ring kernel applies; *g its lines (the columns if *cols is set). */
-static inline int mcc_ring_ok(const mcc_conv_params *p, mcc_ring_geo *g, int *cols) {
-    if (!(p->k_h == 3 && p->k_w == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1 &&
-          p->in_c % 4 == 0 && p->pad_top >= 0 && p->pad_top <= 1 && p->pad_left >= 0 && p->pad_left <= 1 &&
-          p->out_h <= p->in_h && p->out_w <= p->in_w && p->out_h > 0 && p->out_w > 0)) {
-        return 0;
-    }
-    const int32_t C = p->in_c;
-    *cols = p->out_h == p->in_h && p->out_w == p->in_w && p->in_h > p->in_w;
-    if (*cols) {
-        const mcc_ring_geo c = {C, p->in_w * C, C, p->out_w * C, p->in_h, p->out_h, p->in_w, p->out_w, p->pad_top,
-                                p->pad_left, 0};
-        *g = c;
-    } else {
-        const mcc_ring_geo r = {p->in_w * C, C, p->out_w * C, C, p->in_w, p->out_w, p->in_h, p->out_h, p->pad_left,
-                                p->pad_top, 0};
-        *g = r;
-    }
-    /* the padded line (pad + L + 1) and a pair's four bytes from the last even output (OL + 2) */
-    const int32_t a = g->pad_along + g->L + 1, b = g->OL + 2;
-    g->R = a > b ? a : b;
-    return g->L <= MCC_RING_MAX_L && g->OL <= MCC_RING_MAX_L;
-}
-
-/* bytes of the ring: three lines of four channel lines, and the slack a last single output's word read needs */
-#define MCC_RING_BYTES (12 * (MCC_RING_MAX_L + 2) + 4)
-
-/* Input line i of the block at in into the ring line block dst (four channel lines of R bytes, pixel k at byte
-   pad_along + k); a line outside the input is all zero point. */
-static inline void mcc_ring_fill(const int8_t *in, int32_t i, const mcc_ring_geo *g, uint32_t zp4, int8_t *dst) {
-    const int32_t L = g->L, R = g->R, st = g->in_step;
-    int8_t *d = dst + g->pad_along;
-    if (i < 0 || i >= g->n_in) {
-        for (int32_t j = 0; j < 4; ++j) {
-            memset(d + j * R, (int)(int8_t)(uint8_t)zp4, (size_t)L);
-        }
-        return;
-    }
-    const int8_t *s = in + (size_t)i * g->in_line;
-    int32_t k = 0;
-    for (; k + 4 <= L; k += 4, s += 4 * st) {
-        uint32_t a, b, e, f;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + st, 4);
-        memcpy(&e, s + 2 * st, 4);
-        memcpy(&f, s + 3 * st, 4);
-#if defined(__ARM_FEATURE_DSP)
-        const uint32_t t0 = __uxtb16(a) | (__uxtb16(b) << 8);     /* a0 b0 a2 b2 */
-        const uint32_t t1 = __uxtb16(a >> 8) | (b & 0xFF00FF00u); /* a1 b1 a3 b3 */
-        const uint32_t u0 = __uxtb16(e) | (__uxtb16(f) << 8);
-        const uint32_t u1 = __uxtb16(e >> 8) | (f & 0xFF00FF00u);
-#else
-        const uint32_t t0 = (a & 0x00FF00FFu) | ((b & 0x00FF00FFu) << 8); /* a0 b0 a2 b2 */
-        const uint32_t t1 = ((a >> 8) & 0x00FF00FFu) | (b & 0xFF00FF00u); /* a1 b1 a3 b3 */
-        const uint32_t u0 = (e & 0x00FF00FFu) | ((f & 0x00FF00FFu) << 8);
-        const uint32_t u1 = ((e >> 8) & 0x00FF00FFu) | (f & 0xFF00FF00u);
-#endif
-        const uint32_t c0 = (t0 & 0xFFFFu) | (u0 << 16), c2 = (t0 >> 16) | (u0 & 0xFFFF0000u);
-        const uint32_t c1 = (t1 & 0xFFFFu) | (u1 << 16), c3 = (t1 >> 16) | (u1 & 0xFFFF0000u);
-        memcpy(d + k, &c0, 4);
-        memcpy(d + R + k, &c1, 4);
-        memcpy(d + 2 * R + k, &c2, 4);
-        memcpy(d + 3 * R + k, &c3, 4);
-    }
-    for (; k < L; ++k, s += st) {
-        d[k] = s[0];
-        d[R + k] = s[1];
-        d[2 * R + k] = s[2];
-        d[3 * R + k] = s[3];
-    }
-}
-
-#if defined(__GNUC__) || defined(__clang__)
-#define MCC_RING_INLINE static inline __attribute__((always_inline))
-#else
-#define MCC_RING_INLINE static inline
-#endif
-
-/* Two horizontally adjacent outputs += one window row (bytes x0..x3 at r): as mcc_planar_pair, with the row's middle
-   weight in the bottom (TOP 0) or top (TOP 1) half of w1 (two rows share one register). */
-MCC_RING_INLINE void mcc_ring_pair(uint32_t *a0, uint32_t *a1, const int8_t *r, int32_t w02, int32_t w1,
-                                   const int TOP) {
-    uint32_t v;
-    memcpy(&v, r, 4);
-#if defined(__ARM_FEATURE_DSP)
-    int32_t xo;
-    const int32_t xe = (int32_t)__sxtb16(v);
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
-    *a0 = (uint32_t)__smlad(xe, w02, (int32_t)*a0);
-    *a1 = (uint32_t)__smlad(xo, w02, (int32_t)*a1);
-    if (TOP) {
-        *a0 = (uint32_t)__smlabt(xo, w1, (int32_t)*a0);
-        *a1 = (uint32_t)__smlatt(xe, w1, (int32_t)*a1);
-    } else {
-        *a0 = (uint32_t)__smlabb(xo, w1, (int32_t)*a0);
-        *a1 = (uint32_t)__smlatb(xe, w1, (int32_t)*a1);
-    }
-#else
-    const int32_t k0 = (int16_t)(uint16_t)(uint32_t)w02, k2 = (int32_t)((uint32_t)w02 >> 16 ^ 0x8000u) - 0x8000;
-    const int32_t k1 = TOP ? (int32_t)((uint32_t)w1 >> 16 ^ 0x8000u) - 0x8000 : (int16_t)(uint16_t)(uint32_t)w1;
-    const int32_t x0 = (int8_t)(uint8_t)v, x1 = (int8_t)(uint8_t)(v >> 8);
-    const int32_t x2 = (int8_t)(uint8_t)(v >> 16), x3 = (int8_t)(uint8_t)(v >> 24);
-    *a0 += (uint32_t)(x0 * k0) + (uint32_t)(x1 * k1) + (uint32_t)(x2 * k2);
-    *a1 += (uint32_t)(x1 * k0) + (uint32_t)(x2 * k1) + (uint32_t)(x3 * k2);
-#endif
-}
-
-/* One output += one window row (bytes x0..x2 at r, the fourth byte read and ignored). */
-MCC_RING_INLINE void mcc_ring_one(uint32_t *a0, const int8_t *r, int32_t w02, int32_t w1, const int TOP) {
-    uint32_t v;
-    memcpy(&v, r, 4);
-#if defined(__ARM_FEATURE_DSP)
-    int32_t xo;
-    const int32_t xe = (int32_t)__sxtb16(v);
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(xo) : "r"(v));
-    *a0 = (uint32_t)__smlad(xe, w02, (int32_t)*a0);
-    *a0 = TOP ? (uint32_t)__smlabt(xo, w1, (int32_t)*a0) : (uint32_t)__smlabb(xo, w1, (int32_t)*a0);
-#else
-    uint32_t a1 = 0;
-    mcc_ring_pair(a0, &a1, r, w02, w1, TOP);
-#endif
-}
-
-/* The accumulators of one channel row (out_w outputs) from the ring rows r0, r1, r2 (column j = output x + tap);
-   wv = {w02 of the three rows, middle weights of rows 0 and 1, of row 2, base}. */
-MCC_RING_INLINE void mcc_ring_acc(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int32_t *wv,
-                                  uint32_t *acc, int32_t OW) {
-    const int32_t w02a = wv[0], w02b = wv[1], w02c = wv[2], w1ab = wv[3], w1c = wv[4];
-    const uint32_t *end = acc + (OW & ~1);
-    for (; acc != end; acc += 2, r0 += 2, r1 += 2, r2 += 2) {
-        uint32_t a0 = (uint32_t)wv[5], a1 = (uint32_t)wv[5];
-        mcc_ring_pair(&a0, &a1, r0, w02a, w1ab, 0);
-        mcc_ring_pair(&a0, &a1, r1, w02b, w1ab, 1);
-        mcc_ring_pair(&a0, &a1, r2, w02c, w1c, 0);
-        acc[0] = a0;
-        acc[1] = a1;
-    }
-    if (OW & 1) {
-        uint32_t a0 = (uint32_t)wv[5];
-        mcc_ring_one(&a0, r0, w02a, w1ab, 0);
-        mcc_ring_one(&a0, r1, w02b, w1ab, 1);
-        mcc_ring_one(&a0, r2, w02c, w1c, 0);
-        acc[0] = a0;
-    }
-}
-
-/* One output of an accumulator: doubled (FAST: rq = {multiplier, shift r, 2^(r-1) + zero point * 2^r}, |acc| <
-   2^30 and the zero point folded into the rounding half, see mcc_ring_run) or plain (rq as the table's, the zero
-   point added); FULL: the clamp is the int8 range (SSAT). */
-MCC_RING_INLINE int8_t mcc_ring_q(const mcc_planar_q *q, uint32_t acc, const int32_t *rq, const int FAST,
-                                  const int FULL) {
-    int32_t v;
-    if (FAST) {
-        const int32_t acc2 = (int32_t)acc;
-#if defined(__ARM_FEATURE_DSP)
-        int32_t t;
-        __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[2]));
-#else
-        const int32_t t = (int32_t)((((int64_t)acc2 * rq[0]) + (int64_t)rq[2] * ((int64_t)1 << 32) + 0x80000000LL) >> 32);
-#endif
-        v = (t + (acc2 >> 31)) >> rq[1];
-    } else {
-        v = mcc_requant_rq((int32_t)acc, rq, 0) + q->zp;
-    }
-#if defined(__ARM_FEATURE_DSP)
-    return (int8_t)(FULL ? __ssat(v, 8) : mcc_clamp(v, q->lo, q->hi));
-#else
-    (void)FULL;
-    return (int8_t)mcc_clamp(v, q->lo, q->hi);
-#endif
-}
-
-/* The line's outputs (stride C apart) from its accumulators, two at a time. */
-MCC_RING_INLINE void mcc_ring_out(const mcc_planar_q *q, const uint32_t *acc, const int32_t *rq, int8_t *o,
-                                  int32_t OW, int32_t C, const int FAST, const int FULL) {
-    const int32_t rqc[3] = {rq[0], rq[1], rq[2]}; /* in registers: the byte stores below could alias rq */
-    const mcc_planar_q qc = *q;
-    const uint32_t *end = acc + OW;
-    if (OW & 1) {
-        *o = mcc_ring_q(&qc, *acc++, rqc, FAST, FULL);
-        o += C;
-    }
-    for (; acc != end; acc += 2, o += 2 * C) {
-        const uint32_t a0 = acc[0], a1 = acc[1];
-        o[0] = mcc_ring_q(&qc, a0, rqc, FAST, FULL);
-        o[C] = mcc_ring_q(&qc, a1, rqc, FAST, FULL);
-    }
-}
-
-/* One block of four channels (c..c+3) line by line; wv holds per channel the six words of mcc_ring_acc (weights
-   and base doubled when FAST). */
-MCC_RING_INLINE void mcc_ring_block(const mcc_conv_params *p, const mcc_ring_geo *g, const int8_t *in,
-                                    const int32_t (*wv)[6], const int32_t *rq, int8_t *out, int32_t c, int8_t *ring,
-                                    const int FAST, const int FULL) {
-    const mcc_planar_q q = {p->out_zp, p->act_min, p->act_max};
-    const int32_t R = g->R, OL = g->OL, pad = g->pad_across, ostep = g->out_step;
-    const uint32_t zp4 = ((uint32_t)(-p->in_offset) & 0xFFu) * 0x01010101u;
-    uint32_t acc[MCC_RING_MAX_L];
-    int8_t *r0 = ring, *r1 = ring + 4 * R, *r2 = ring + 8 * R;
-    in += c;
-    mcc_ring_fill(in, -pad, g, zp4, r0);
-    mcc_ring_fill(in, 1 - pad, g, zp4, r1);
-    for (int32_t i = 0; i < g->n_out; ++i) {
-        mcc_ring_fill(in, i + 2 - pad, g, zp4, r2);
-        int8_t *o = out + (size_t)i * g->out_line + c;
-        for (int32_t j = 0; j < 4; ++j) {
-            mcc_ring_acc(r0 + j * R, r1 + j * R, r2 + j * R, wv[j], acc, OL);
-            mcc_ring_out(&q, acc, rq + 3 * j, o + j, OL, ostep, FAST, FULL);
-        }
-        int8_t *t = r0;
-        r0 = r1;
-        r1 = r2;
-        r2 = t;
-    }
-}
-
-typedef void (*mcc_ring_fn)(const mcc_conv_params *, const mcc_ring_geo *, const int8_t *, const int32_t (*)[6],
-                            const int32_t *, int8_t *, int32_t, int8_t *);
-#define MCC_RING_INSTANCE(FAST, FULL)                                                                              \
-    static MCC_PLANAR_NOINLINE void mcc_ring_block_##FAST##FULL(                                                   \
-        const mcc_conv_params *p, const mcc_ring_geo *g, const int8_t *in, const int32_t (*wv)[6],                 \
-        const int32_t *rq, int8_t *out, int32_t c, int8_t *ring) {                                                 \
-        mcc_ring_block(p, g, in, wv, rq, out, c, ring, FAST, FULL);                                                \
-    }
-MCC_RING_INSTANCE(0, 0)
-#if !defined(__OPTIMIZE_SIZE__) /* size-first builds: one instance, the general requantization */
-MCC_RING_INSTANCE(1, 0)
-#if defined(__ARM_FEATURE_DSP)
-MCC_RING_INSTANCE(1, 1)
-#endif
-#endif
-#undef MCC_RING_INSTANCE
-
-static void mcc_ring_run(const mcc_conv_params *p, const mcc_ring_geo *g, int cols, const int8_t *in,
-                         const int8_t *w, const int32_t *bias, const int32_t *rq, int8_t *out) {
-    const int32_t C = p->in_c;
-    const uint32_t zp4 = ((uint32_t)(-p->in_offset) & 0xFFu) * 0x01010101u;
-    uint32_t ring_words[(MCC_RING_BYTES + 3) / 4];
-    int8_t *ring = (int8_t *)ring_words;
-    for (int32_t i = 0; i < (MCC_RING_BYTES + 3) / 4; ++i) { /* the padding keeps the zero point throughout */
-        ring_words[i] = zp4;
-    }
-    const int full = p->act_min <= -128 && p->act_max >= 127;
-    for (int32_t c = 0; c < C; c += 4) {
-        int32_t wv[4][6];
-        int32_t rqb[12];
-#if defined(__OPTIMIZE_SIZE__)
-        int fast = 0;
-#else
-        int fast = 1;
-#endif
-        for (int32_t j = 0; j < 4; ++j) { /* the zero point folds into the rounding half when that cannot overflow:
-                                             |srdhm| <= 2^30 and |2^(r-1) + zp * 2^r| <= 2^21 + 2^29 for r <= 22 */
-            const int32_t *rj = rq + 3 * (c + j);
-            fast = fast && rj[2] > 0 && rj[1] <= 22;
-            rqb[3 * j] = rj[0];
-            rqb[3 * j + 1] = rj[1];
-            rqb[3 * j + 2] = rj[2];
-        }
-        for (int32_t j = 0; j < 4 && fast; ++j) {
-            rqb[3 * j + 2] = (int32_t)((uint32_t)rqb[3 * j + 2] + ((uint32_t)p->out_zp << rqb[3 * j + 1]));
-        }
-        const uint32_t k = fast ? 2u : 1u;
-        for (int32_t j = 0; j < 4; ++j) {
-            int32_t wk[9]; /* wk[a * 3 + b]: ring line a, position b along it */
-            uint32_t sum = 0;
-            for (int32_t t = 0; t < 9; ++t) {
-                const int32_t src = cols ? (t % 3) * 3 + t / 3 : t;
-                wk[t] = (int32_t)((uint32_t)(w[(size_t)src * C + c + j] + p->w_offset) * k);
-                sum += (uint32_t)wk[t];
-            }
-            int32_t w02[3], w1[3];
-            mcc_planar_k3_weights(wk, w02, w1);
-            wv[j][0] = w02[0];
-            wv[j][1] = w02[1];
-            wv[j][2] = w02[2];
-            wv[j][3] = (int32_t)(((uint32_t)w1[0] & 0xFFFFu) | ((uint32_t)w1[1] << 16));
-            wv[j][4] = w1[2];
-            const uint32_t b = bias ? (uint32_t)bias[c + j] : 0u;
-            wv[j][5] = (int32_t)(b * k + (uint32_t)p->in_offset * sum);
-        }
-        mcc_ring_fn fn = mcc_ring_block_00;
-#if !defined(__OPTIMIZE_SIZE__)
-        if (fast) {
-            fn = mcc_ring_block_10;
-        }
-#endif
-#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)
-        if (fast && full) {
-            fn = mcc_ring_block_11;
-        }
-#else
-        (void)full;
-#endif
-        fn(p, g, in, (const int32_t(*)[6])wv, rqb, out, c, ring);
-    }
-}
-
 void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                                     const int32_t *rq, int8_t *out, int8_t *plane) {
     const int32_t C = p->in_c;
@@ -653,12 +342,6 @@ void mcc_depthwise_conv2d_s8_planar(const mcc_conv_params *p, const int8_t *in, 
     const int32_t taps = p->k_h * p->k_w;
     const int square = p->k_h == p->k_w && p->stride_h == p->stride_w && p->dil_h == 1 && p->dil_w == 1;
     int32_t wk[49];
-    mcc_ring_geo g;
-    int cols;
-    if (mcc_ring_ok(p, &g, &cols)) {
-        mcc_ring_run(p, &g, cols, in, w, bias, rq, out);
-        return;
-    }
     for (int32_t c = 0; c < C; ++c) {
         const int8_t *src = in + c;
         int32_t i = 0;

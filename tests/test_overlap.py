@@ -9,13 +9,14 @@ operand is overwritten before its last read when the result starts ``d`` bytes b
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.c.emitters.compute import depthwise_fast_variant, depthwise_ring_lines
+from backends.c.emitters.compute import depthwise_fast_variant, depthwise_lines, depthwise_ring_lines
 from compiler.ir import DType, Graph, Op, QuantParams, TensorType, Value, const
 from compiler.memory import ALIGNMENT, buffer_roots, plan_memory
 from compiler.opdef import attr
@@ -35,9 +36,11 @@ def t8(shape: tuple[int, ...], scale: float = 0.1, zp: int = 0) -> TensorType:
 
 
 # -- kernel traces -----------------------------------------------------------------------------------------------
-def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
+def trace(op: Op, k: int, d: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """For operand ``k`` of ``op``: the step at which each operand byte is last read, and the step at which each
-    result byte is written, replaying the C kernel's loops (steps count reads and writes in program order)."""
+    result byte is written, replaying the C kernel's loops (steps count reads and writes in program order). ``d``:
+    where the result starts below the operand, for the one kernel whose order depends on it (the raster line
+    kernel, which checks the addresses)."""
     x, y = op.operands[k].type, op.result.type
     last_read = np.full(x.nbytes, -1, dtype=np.int64)
     written = np.full(y.nbytes, -1, dtype=np.int64)
@@ -53,33 +56,12 @@ def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
         written[b] = step
         step += 1
 
+    if op.kind == "nn.depthwise_conv2d" and depthwise_lines(op) is not None:  # runtime_c/mcc_depthwise_lines.c
+        _lines_trace(op, d, read, write)
+        return last_read, written
     if op.kind == "nn.depthwise_conv2d" and depthwise_in_place(op):  # runtime_c/mcc_depthwise_planar.c
         _, ih, iw, ic = x.shape
         _, oh, ow, _ = y.shape
-        lines = depthwise_ring_lines(op)
-        if lines is not None:  # blocks of four channels, line by line with a ring of three input lines
-            pt, pl = attr(op, "pads")[:2]
-            cols = lines == "cols"
-            n_in, n_out, pad = (iw, ow, pl) if cols else (ih, oh, pt)
-            along_in, along_out = (ih, oh) if cols else (iw, ow)
-
-            def fill(c: int, i: int) -> None:
-                if 0 <= i < n_in:
-                    for k in range(along_in):
-                        pix = k * iw + i if cols else i * iw + k
-                        for j in range(4):
-                            read(pix * ic + c + j)
-
-            for c in range(0, ic, 4):
-                fill(c, -pad)
-                fill(c, 1 - pad)
-                for i in range(n_out):
-                    fill(c, i + 2 - pad)
-                    for j in range(4):
-                        for k in range(along_out):
-                            pix = k * ow + i if cols else i * ow + k
-                            write(pix * ic + c + j)
-            return last_read, written
         for c in range(ic):
             for i in range(ih * iw):  # the channel's plane into scratch
                 read(i * ic + c)
@@ -155,10 +137,101 @@ def trace(op: Op, k: int) -> tuple[np.ndarray, np.ndarray]:
     return last_read, written
 
 
+LINE_BYTES, LINE_SEG = 32, 28
+"""``MCC_DWL_LS`` and ``MCC_DWL_SEG`` of ``runtime_c/mcc_depthwise_lines.c``."""
+
+
+def _lines_trace(op: Op, d: int, read: Callable[[int], None], write: Callable[[int], None]) -> None:
+    """The line kernels' order (``runtime_c/mcc_depthwise_lines.c``): per block of four channels the input lines
+    four at a time into the buffer, then two output lines written."""
+    lines = depthwise_lines(op)
+    _, ih, iw, ic = op.operands[0].type.shape
+    _, oh, ow, _ = op.result.type.shape
+    pt, pl = attr(op, "pads")[:2]
+
+    def kend(n: int) -> int:
+        return min(((n - 1) & ~1) + 4, LINE_BYTES)
+
+    if lines != "raster":  # in place: block by block, lines 0, 1 carried over from the previous pair
+        cols = lines == "cols"
+        n_in, n_out, pad, along = (iw, ow, pl, pt) if cols else (ih, oh, pt, pl)
+        length, out_len = (ih, oh) if cols else (iw, ow)
+        px = min(length, kend(out_len) - along)
+
+        def fill(c: int, i: int) -> None:
+            if 0 <= i < n_in:
+                for kk in range(px):
+                    pix = kk * iw + i if cols else i * iw + kk
+                    for j in range(4):
+                        read(pix * ic + c + j)
+
+        for c in range(0, ic, 4):
+            fill(c, -pad)
+            fill(c, 1 - pad)
+            for o in range(0, n_out, 2):
+                fill(c, o + 2 - pad)
+                fill(c, o + 3 - pad)
+                for i in range(o, min(o + 2, n_out)):
+                    for kk in range(out_len):
+                        pix = kk * ow + i if cols else i * ow + kk
+                        for j in range(4):
+                            write(pix * ic + c + j)
+        return
+    segs = -(-ow // LINE_SEG)
+    seg = (-(-ow // segs) + 1) & ~1
+    nbytes = ih * iw * ic
+    k = d // ic if d > 0 and d % ic == 0 and d // ic <= ih * iw else 0
+
+    def same_block(oy: int, n_lines: int) -> bool:
+        for x0 in range(0, ow, seg):
+            n = min(seg, ow - x0)
+            for i in range(n_lines):
+                m_lo = (oy + i) * ow + x0 - k
+                m_hi = m_lo + n
+                if m_hi <= 0:
+                    continue
+                if m_hi > (oy + n_lines - pt) * iw:
+                    return False
+                if x0 + n < ow and m_hi > (oy - pt) * iw:
+                    r = (m_hi - 1) // iw
+                    if m_lo < r * iw or m_hi - 1 - r * iw >= x0 + n - pl:
+                        return False
+        return True
+
+    for oy in range(0, oh, 2):
+        n_lines = min(2, oh - oy)
+        first = max(oy - pt, 0)
+        lo = oy * ow * ic - d
+        hi = lo + n_lines * ow * ic
+        if not (hi <= first * iw * ic or lo >= nbytes or (k > 0 and same_block(oy, n_lines))):
+            for i, ox, c in itertools.product(range(n_lines), range(ow), range(ic)):  # pixel by pixel
+                for ky, kx in itertools.product(range(3), range(3)):
+                    iy, ix = oy + i - pt + ky, ox - pl + kx
+                    if 0 <= iy < ih and 0 <= ix < iw:
+                        read((iy * iw + ix) * ic + c)
+                write(((oy + i) * ow + ox) * ic + c)
+            continue
+        for x0 in range(0, ow, seg):
+            n = min(seg, ow - x0)
+            c0 = x0 - pl
+            k0, k1 = max(-c0, 0), min(iw - c0, LINE_BYTES, kend(n))
+            for c in range(0, ic, 4):
+                for ln in range(4):
+                    iy = oy - pt + ln
+                    if 0 <= iy < ih and ln < n_lines + 2:
+                        for b in range(k0, k1):
+                            for j in range(4):
+                                read((iy * iw + c0 + b) * ic + c + j)
+                for i in range(n_lines):
+                    for xx in range(n):
+                        for j in range(4):
+                            write(((oy + i) * ow + x0 + xx) * ic + c + j)
+
+
 def legal(op: Op, k: int, d: int, traced: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
     """True when the result, starting ``d`` bytes below operand ``k``, overwrites no operand byte before its
     last read."""
-    last_read, written = trace(op, k) if traced is None else traced
+    last_read, written = trace(op, k, d) if traced is None else traced
     j = np.arange(written.size)
     b = j - d  # the operand byte at the same address
     inside = (b >= 0) & (b < last_read.size)
@@ -168,7 +241,8 @@ def legal(op: Op, k: int, d: int, traced: tuple[np.ndarray, np.ndarray] | None =
 def best_sharing(op: Op, k: int, operand_bytes: int, result_bytes: int) -> int:
     """The most bytes the result and operand ``k`` (both rounded up to 8) can share at any legal 8-aligned
     distance, by trying every distance against the trace."""
-    traced = trace(op, k)
+    by_d = op.kind == "nn.depthwise_conv2d" and depthwise_lines(op) == "raster"  # its order depends on d
+    traced = None if by_d else trace(op, k)
     best = 0
     for d in range(-operand_bytes, result_bytes + 1, ALIGNMENT):
         if legal(op, k, d, traced):
@@ -271,6 +345,27 @@ def test_in_place_depthwise_trace_is_legal(h, w, c, pads, lines):
     ov = overlap_distance(op, 0)
     assert ov is not None and ov.exact and ov.d == 0
     assert legal(op, 0, 0)
+
+
+@pytest.mark.parametrize("h, w, c, pads", [(5, 26, 4, (1, 1, 1, 1)), (4, 30, 8, (0, 0, 0, 0)),
+                                           (3, 57, 4, (1, 0, 1, 0)), (6, 24, 12, (0, 1, 0, 1))])
+def test_line_kernel_trace_is_legal_at_every_distance(h, w, c, pads):
+    """The raster-placement line kernel checks the addresses (line path, or pixel by pixel): at every distance from
+    the declared one up, whole pixels or not, it overwrites no byte it still has to read."""
+    g = Graph("lines")
+    x = g.add_input(t8((1, h, w, c)), "x")
+    wt = const(g, np.ones((1, 3, 3, c), np.int8), t8((1, 3, 3, c), 0.01))
+    oh, ow = h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2
+    y = g.create("nn.depthwise_conv2d", [x, wt], [t8((1, oh, ow, c))],
+                 {"strides": (1, 1), "pads": pads, "dilations": (1, 1)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    op = y.producer
+    assert depthwise_lines(op) == "raster"
+    ov = overlap_distance(op, 0)
+    assert ov is not None and not ov.exact
+    for d in range(ov.d, ov.d + 3 * w * c + 9):
+        assert legal(op, 0, d), f"the line kernel clobbers unread input {d} B below"
 
 
 @SETTINGS

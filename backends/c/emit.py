@@ -231,7 +231,7 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
         if name == "mcc_kernels.h" and not _params_fit_int16(program):
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: a parameter does not fit 16 bits */\n#define MCC_PARAMS32 1\n" + text)
-        if name in ("mcc_gemm.c", "mcc_depthwise.c") and program.narrow_gemm:  # both read the byte layouts
+        if name in ("mcc_gemm.c", "mcc_depthwise.c", "mcc_depthwise_lines.c") and program.narrow_gemm:  # byte layouts
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the 16-bit weight layout would not fit the target's flash */\n"
                                         "#define MCC_GEMM_NARROW 1\n" + text)

@@ -11,7 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.c.emitters.compute import depthwise_fast_variant, depthwise_fast_weights, depthwise_ring_lines
+from backends.c.emitters.compute import (
+    depthwise_fast_variant,
+    depthwise_fast_weights,
+    depthwise_lines,
+    depthwise_ring_lines,
+)
 from compiler.interpreter import run
 from compiler.ir import DType, Graph, QuantParams, TensorType, const
 from compiler.ops._common import conv_out_size
@@ -225,7 +230,7 @@ RELU6 = {"act_min": 0.0, "act_max": 6.0}
 def test_in_place_ring_kernel_matches_the_interpreter(tmp_path):
     """3x3 stride-1 in-place layers with C a multiple of 4 take the ring of lines (rows, or columns for a tall map of
     unchanged shape): odd and even line lengths, 'valid' and one-sided padding, a clamp narrower than int8, extreme
-    output scales (general requantization, saturation), zero points at the int8 edges; a line longer than 32 falls
+    output scales (general requantization, saturation), zero points at the int8 edges; a line longer than 28 falls
     back to the plane."""
     from compiler.memory import plan_memory
 
@@ -237,7 +242,7 @@ def test_in_place_ring_kernel_matches_the_interpreter(tmp_path):
              (8, 3, 4, (1, 1, 0, 0), -7, 0.08, {"act_min": -1.0, "act_max": 1.0}, "rows"),
              (11, 2, 8, (1, 1, 1, 1), 5, 0.002, None, "cols"),
              (1, 1, 4, (1, 1, 1, 1), -7, 0.08, None, "rows"),
-             (32, 31, 4, (1, 1, 1, 1), -7, 0.08, None, "cols"),
+             (28, 27, 4, (1, 1, 1, 1), -7, 0.08, None, "cols"),
              (33, 4, 4, (1, 1, 1, 1), -7, 0.08, None, None)]
     g = _ring_branches([case[:-1] for case in cases], 1)
     ops = _dw_ops(g)
@@ -288,7 +293,9 @@ def test_in_place_ring_kernel_on_emulated_cortex_m7(tmp_path):
         out = tmp_path / f"c{i}"
         report = compile_graph(g, out, name="dwr", target=get_target("cortex-m7"), ins=ins, outs=outs,
                                source="test", opt_level=0, pipeline="plan-memory")
-        assert "mcc_depthwise_conv2d_s8_planar(" in (out / "dwr.c").read_text()
+        kernel = "mcc_depthwise_conv2d_s8_lines_inplace(" if i == 0 else "mcc_depthwise_conv2d_s8_planar("
+        assert depthwise_lines(op) == ("cols" if i == 0 else None)  # the second needs the general requantization
+        assert kernel in (out / "dwr.c").read_text()
         x = np.random.default_rng(i).integers(-128, 128, (2, *g.inputs[0].type.shape)).astype(np.int8)
         res = emulate(out, report, "cortex-m7", "O3", [x])
         for j in range(2):
@@ -326,3 +333,76 @@ def test_zero_point_fold_is_exact_where_allowed():
                         assert got == int(multiply_by_quantized_multiplier(acc, m, -r)) + zp
     assert 22 * 3 * 4 * 3 < allowed < 30 * 3 * 4 * 3  # some larger shifts fold, not all
     assert not depthwise_zp_folds(np.array([1 << 30, 3, -4], np.int32), 0, np.array([100]))
+
+
+@pytest.mark.parametrize("h, w, c, pads, xzp, scale, act", [
+    (5, 24, 8, (1, 1, 1, 1), -7, 0.08, None),
+    (4, 48, 4, (1, 1, 1, 1), -128, 0.08, RELU6),
+    (6, 30, 12, (0, 0, 0, 0), 127, 0.08, None),
+    (3, 57, 8, (1, 0, 1, 0), 0, 0.03, {"act_min": -1.0, "act_max": 1.0}),
+    (7, 25, 4, (0, 1, 0, 1), -7, 0.08, None),
+])
+def test_line_kernel_matches_the_interpreter(tmp_path, h, w, c, pads, xzp, scale, act):
+    """3x3 stride-1 layers at least LINES_MIN_WIDTH wide take the channel-line kernel (mcc_depthwise_lines.c): one
+    or more segments per row, odd widths and heights, 'valid' and one-sided padding, narrow clamps. Two layers in a
+    row, the first input dead after its layer, so the plan overlaps results with their inputs (the kernel's address
+    checks pick the line path or pixel by pixel; or the planner runs a layer in place), and once with the inputs
+    kept (disjoint buffers)."""
+    for raster in (False, True):
+        g = dw_graph(h, w, c, 3, 1, pads, xzp=xzp, out_scale=scale, act=act, layers=2, raster=raster)
+        assert all(depthwise_lines(op) == "raster" for op in _dw_ops(g))
+        (tmp_path / str(raster)).mkdir()
+        assert_c_matches_interpreter(g, tmp_path / str(raster), n=2, sanitize=True)
+        text = (tmp_path / str(raster) / "c" / "t.c").read_text()
+        assert not raster or "mcc_depthwise_conv2d_s8_lines(" in text
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no host C compiler")
+@pytest.mark.parametrize("h, w, c, pads", [(5, 26, 8, (1, 1, 1, 1)), (4, 57, 4, (1, 0, 1, 0)),
+                                           (6, 30, 12, (0, 0, 0, 0)), (3, 24, 16, (1, 1, 1, 1))])
+def test_line_kernel_at_every_overlap(tmp_path, h, w, c, pads):
+    """The raster-placement line kernel on one buffer, its result d bytes below its input for every d from the
+    declared distance up (the line path, the same-block path or pixel by pixel, as its address checks decide), and
+    right after its input: always the interpreter's result."""
+    import ctypes
+    import subprocess
+    from pathlib import Path
+
+    from backends.c.emitters.compute import depthwise_lines_table
+    from compiler.ops._common import act_range_int, per_tensor
+    from compiler.overlap import overlap_distance
+
+    root = Path(__file__).resolve().parents[2]
+    fns = []
+    for narrow in (False, True):  # the byte table of size-first builds (and of mcc's flash fallback) too
+        lib = tmp_path / f"dwl{int(narrow)}.so"
+        subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
+                        *(["-DMCC_GEMM_NARROW"] if narrow else []), f"-I{root / 'runtime_c'}",
+                        str(root / "runtime_c" / "mcc_depthwise_lines.c"), "-o", str(lib)], check=True)
+        fns.append(ctypes.CDLL(str(lib)).mcc_depthwise_conv2d_s8_lines)
+    g = dw_graph(h, w, c, 3, 1, pads, seed=h + w)
+    (op,) = _dw_ops(g)
+    assert depthwise_lines(op) == "raster"
+    y = op.result
+    _, oh, ow, _ = y.type.shape
+    _, xzp = per_tensor(op.operands[0], op, "input")
+    _, yzp = per_tensor(y, op, "result")
+    lo, hi = act_range_int(op, y.type)
+    params = np.array([1, h, w, c, oh, ow, c, 3, 3, 1, 1, 1, 1, pads[0], pads[1], 1, 1, -xzp, 0, yzp, lo, hi],
+                      np.int32)
+    tabs = [depthwise_lines_table(op, "raster"), depthwise_lines_table(op, "raster", narrow=True)]
+    x = np.random.default_rng(w).integers(-128, 128, (1, h, w, c)).astype(np.int8)
+    want = run(g, [x])[-1].reshape(-1)
+    nin, nout = x.size, want.size
+    ov = overlap_distance(op, 0)
+    assert ov is not None
+    ptr = ctypes.c_void_p
+    for fn, tab, ds in ((fns[0], tabs[0], [*range(ov.d, 3 * w * c + 8), -nin]), (fns[1], tabs[1], [ov.d, -nin])):
+        for d in ds:
+            arena = np.zeros(nin + nout + abs(d) + 64, np.int8)
+            out_at = 16 + max(0, -d)  # the result d bytes below the input
+            in_at = out_at + d
+            arena[in_at:in_at + nin] = x.reshape(-1)
+            base = arena.ctypes.data
+            fn(ptr(params.ctypes.data), ptr(base + in_at), ptr(tab.ctypes.data), ptr(base + out_at))
+            np.testing.assert_array_equal(arena[out_at:out_at + nout], want, err_msg=f"d = {d}")

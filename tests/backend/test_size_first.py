@@ -150,7 +150,28 @@ def _fc_graph() -> Graph:
     return g
 
 
-@pytest.mark.parametrize("make", [_conv_graph, _fc_graph], ids=["conv_dw", "fc_softmax"])
+def _lines_graph() -> Graph:
+    """A 3x3 stride-1 depthwise on a 12 x 14 x 8 map (the raster line kernel at speed-first builds, the compact kernel
+    from its size-first table at -Os), then a pointwise conv."""
+    rng = np.random.default_rng(11)
+    g = Graph("sfl")
+    x = g.add_input(_t8((1, 12, 14, 8), 0.04, 3), "x")
+    scales = tuple(float(v) for v in rng.uniform(0.004, 0.02, 8))
+    w = const(g, rng.integers(-127, 128, (1, 3, 3, 8)).astype(np.int8),
+              TensorType((1, 3, 3, 8), DType.INT8, QuantParams(scales, tuple([0] * 8), 3)))
+    b = const(g, rng.integers(-3000, 3000, 8).astype(np.int32),
+              TensorType((8,), DType.INT32, QuantParams(tuple(0.04 * v for v in scales), tuple([0] * 8), 0)))
+    y = g.create("nn.depthwise_conv2d", [x, w, b], [_t8((1, 12, 14, 8), 0.08, -4)],
+                 {"pads": (1, 1, 1, 1), "strides": (1, 1)}, ["y"]).result
+    w2 = const(g, rng.integers(-127, 128, (4, 1, 1, 8)).astype(np.int8),
+               TensorType((4, 1, 1, 8), DType.INT8, QuantParams.per_tensor(0.01, 0)))
+    z = g.create("nn.conv2d", [y, w2], [_t8((1, 12, 14, 4), 0.1, 2)], {}, ["z"]).result
+    g.outputs = [z]
+    verify(g)
+    return g
+
+
+@pytest.mark.parametrize("make", [_conv_graph, _fc_graph, _lines_graph], ids=["conv_dw", "fc_softmax", "dw_lines"])
 def test_size_first_host_build_matches_the_interpreter(tmp_path, make):
     import subprocess
 
@@ -163,6 +184,8 @@ def test_size_first_host_build_matches_the_interpreter(tmp_path, make):
     compile_to_c(g, out)
     text = (out / "t.c").read_text()
     assert "#if defined(MCC_SIZE_FIRST)" in text  # the size-first tables are there
+    if make is _lines_graph:  # the line kernel's call, whose size-first build runs the compact kernel
+        assert "mcc_depthwise_conv2d_s8_lines(" in text
     runner = build(out, opt="-Os", sanitize=True) / "t_run"
     rng = np.random.default_rng(1)
     samples = [random_input(g.inputs[0], rng) for _ in range(6)]

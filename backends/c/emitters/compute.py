@@ -73,6 +73,20 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pt, pad_left=pl, groups=1,
         depth_multiplier=attr(op, "depth_multiplier"), in_offset=-xzp, w_offset=weight_offset(op), out_zp=yzp,
         act_min=lo, act_max=hi)
+    lines = depthwise_lines(op)
+    if lines is not None:  # 3x3 stride 1 from channel lines (runtime_c/mcc_depthwise_lines.c)
+        alt = (NARROW, depthwise_lines_table(op, lines, narrow=True))
+        if lines == "raster":  # a size-first build runs the compact kernel of mcc_depthwise.c on its own table
+            tab = ctx.weight(w, depthwise_lines_table(op, lines), alt, depthwise_lines_size_first(op))
+            ctx.call("mcc_depthwise_conv2d_s8_lines", [ctx.params("mcc_dw_fast_params", DW_SPEED_ONLY, **fields),
+                                                       ctx.cact(x), tab, ctx.act(y)], "mcc_depthwise_lines.c")
+            ctx.program.runtime_files.add("mcc_depthwise.c")
+        else:
+            tab = ctx.weight(w, depthwise_lines_table(op, lines), alt)
+            params = ctx.params("mcc_conv_params", **fields)
+            ctx.call("mcc_depthwise_conv2d_s8_lines_inplace",
+                     [params, ctx.cact(x), tab, ctx.act(y), "1" if lines == "cols" else "0"], "mcc_depthwise_lines.c")
+        return
     if depthwise_in_place(op):  # the plan may give the result exactly the input's bytes
         bias_c = op.operands[2].const_value if len(op.operands) > 2 else None
         if w.const_value is None or (len(op.operands) > 2 and bias_c is None):
@@ -103,10 +117,7 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
     cache: dict[tuple[object, ...], str] = ctx.__dict__.setdefault("_dw_symbols", {})
     wkey = ("w", wnp.shape, wnp.tobytes())
-    # a size-first build: the packed table of gemm.py's small_requant for both variants
-    mult_np, shift_np = requant_multipliers(op)
-    w2d = wnp.reshape(-1, wnp.shape[-1]).T.astype(np.int64)
-    small = small_requant(mult_np, shift_np, fold_bias(bias_np, w2d, -xzp), w2d, yzp)
+    small = _dw_small_requant(op, wnp, bias_np, xzp, yzp)  # a size-first build's table, for both variants
     if wkey not in cache:
         cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
                                  (NARROW, depthwise_fast_weights(wnp, narrow=True)))
@@ -130,13 +141,14 @@ DW_SPEED_ONLY = ("out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w"
 its kernel has the window and stride in its name and the output zero point in the requantization table."""
 
 
-RING_MAX_LINE = 32
-"""The longest line of the in-place ring kernel (``MCC_RING_MAX_L`` in ``runtime_c/mcc_depthwise_planar.c``)."""
+RING_MAX_LINE = 28
+"""The longest line of the in-place line kernel (``mcc_depthwise_conv2d_s8_lines_inplace``: a line's outputs and
+its padded input fit ``MCC_DWL_SEG`` and ``MCC_DWL_LS`` of ``runtime_c/mcc_depthwise_lines.c``)."""
 
 
 def depthwise_ring_lines(op: Op) -> str | None:
-    """How the in-place kernel (``mcc_depthwise_conv2d_s8_planar``) walks an op, as its C decides at run time
-    (``mcc_ring_ok``): ``"rows"`` or ``"cols"`` for the ring of three input lines (3x3, stride 1, no dilation,
+    """How an in-place depthwise op's lines run (``mcc_depthwise_conv2d_s8_lines_inplace``, when
+    :func:`depthwise_lines` also finds the requantization fast): ``"rows"`` or ``"cols"`` (3x3, stride 1, no dilation,
     C a multiple of 4, padding at most 1 on the top and the left, the output no larger than the input, lines of at
     most :data:`RING_MAX_LINE` pixels; columns when the output has the input's shape and H > W), None for the
     channel-by-channel plane."""
@@ -152,6 +164,111 @@ def depthwise_ring_lines(op: Op) -> str | None:
     if line > RING_MAX_LINE or out_line > RING_MAX_LINE:
         return None
     return "cols" if cols else "rows"
+
+
+def _dw_consts(op: Op) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """(weights [1, KH, KW, C] as int64, bias, input zero point, output zero point) of a depthwise op with constant
+    weights and bias, or None."""
+    w = op.operands[1].const_value
+    b = op.operands[2].const_value if len(op.operands) > 2 else None
+    if w is None or (len(op.operands) > 2 and b is None):
+        return None
+    _, xzp = per_tensor(op.operands[0], op, "input")
+    _, yzp = per_tensor(op.result, op, "result")
+    oc = op.result.type.shape[3]
+    bias = np.zeros(oc, np.int32) if b is None else np.asarray(b, dtype=np.int32)
+    return np.asarray(w, dtype=np.int64), bias, int(xzp), int(yzp)
+
+
+def depthwise_lines(op: Op) -> str | None:
+    """Whether a depthwise op runs the channel-line kernels (``runtime_c/mcc_depthwise_lines.c``): ``"raster"``
+    (any placement the raster overlap contract allows), ``"rows"`` or ``"cols"`` (in place, the ring's lines), or
+    None. They need a 3x3 window with stride 1, no dilation, depth multiplier 1, symmetric constant weights, batch
+    1, C a multiple of 4, padding at most 1 on the top and the left, and every channel's fast requantization with
+    the output zero point folded (:func:`depthwise_zp_folds`). At a speed-first build only: the emitter has no
+    optimisation level, so the size of the kernels is the same at every level."""
+    x = op.operands[0].type
+    n, _, _, ic = x.shape
+    kh, kw = op.operands[1].type.shape[1:3]
+    pt, pl = attr(op, "pads")[:2]
+    if ((kh, kw) != (3, 3) or tuple(attr(op, "strides")) != (1, 1) or tuple(attr(op, "dilations")) != (1, 1)
+            or attr(op, "depth_multiplier") != 1 or weight_offset(op) != 0 or n != 1 or ic % 4
+            or not (0 <= pt <= 1 and 0 <= pl <= 1) or x.dtype is not DType.INT8):
+        return None
+    consts = _dw_consts(op)
+    if consts is None:
+        return None
+    w, bias, xzp, yzp = consts
+    rq = depthwise_requant(op, w, bias, -xzp)
+    if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(w, bias, -xzp)):
+        return None
+    if depthwise_in_place(op):
+        return depthwise_ring_lines(op)
+    return "raster" if op.result.type.shape[2] >= LINES_MIN_WIDTH else None
+
+
+LINES_MIN_WIDTH = 12
+"""The narrowest output the raster-placement line kernel takes: per block of four channels and pair of rows it
+fills four channel lines and stores two, so narrow maps pay more for that than the taps save (measured on an
+emulated Cortex-M7 with VWW, instructions per MAC, raster kernel -> line kernel: 48 and 24 wide 4.51 and 4.04 ->
+3.00, 12 wide 4.00 -> 3.52, 6 wide 3.98 -> 4.59, 3 wide 3.86 -> 7.61)."""
+
+
+def depthwise_lines_table(op: Op, lines: str, narrow: bool = False) -> np.ndarray:
+    """The channel-line kernels' table, eight int32 words per channel: for window lines a = 0, 1, 2 (kernel rows,
+    or columns when ``lines`` is ``"cols"``) the pair (w[a][0], w[a][2]) (low half first), then (w[0][1], w[1][1]),
+    (shift, w[2][1]), base = bias + in_offset * sum w, the multiplier and the rounding half with the output zero
+    point folded (:func:`depthwise_fold_zero_point`); weights and base doubled, as SMMLAR takes the doubled
+    accumulator. With ``narrow`` (size-first builds), five words: the weights as bytes, not doubled, (w[0][0],
+    w[0][2], w[1][0], w[1][2]), (w[2][0], w[2][2], w[0][1], w[1][1]), (w[2][1], shift), base, multiplier (the kernel
+    rebuilds the rest)."""
+    consts = _dw_consts(op)
+    assert consts is not None
+    w, bias, xzp, yzp = consts
+    rq = depthwise_requant(op, w, bias, -xzp).reshape(-1, 3).astype(np.int64)
+    folded = depthwise_fold_zero_point(rq.reshape(-1).astype(np.int32), yzp).reshape(-1, 3).astype(np.int64)
+    k = w[0].transpose(2, 0, 1) * 2  # [C, ky, kx], doubled
+    if lines == "cols":
+        k = k.transpose(0, 2, 1)  # line a = kernel column a, position b = kernel row b
+
+    def pair(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return (lo & 0xFFFF) | ((hi & 0xFFFF) << 16)
+
+    base = 2 * bias.astype(np.int64) - xzp * k.reshape(k.shape[0], -1).sum(axis=1)
+    if narrow:
+        h = (k // 2) & 0xFF
+
+        def b4(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+            return a | (b << 8) | (c << 16) | (d << 24)
+
+        tab = np.stack([b4(h[:, 0, 0], h[:, 0, 2], h[:, 1, 0], h[:, 1, 2]),
+                        b4(h[:, 2, 0], h[:, 2, 2], h[:, 0, 1], h[:, 1, 1]), h[:, 2, 1] | (rq[:, 1] << 8),
+                        base & 0xFFFFFFFF, rq[:, 0] & 0xFFFFFFFF], axis=1)
+        return tab.astype(np.uint32).view(np.int32).reshape(-1)
+    tab = np.stack([pair(k[:, 0, 0], k[:, 0, 2]), pair(k[:, 1, 0], k[:, 1, 2]), pair(k[:, 2, 0], k[:, 2, 2]),
+                    pair(k[:, 0, 1], k[:, 1, 1]), pair(rq[:, 1], k[:, 2, 1]), base & 0xFFFFFFFF,
+                    rq[:, 0] & 0xFFFFFFFF, folded[:, 2] & 0xFFFFFFFF], axis=1)
+    return tab.astype(np.uint32).view(np.int32).reshape(-1)
+
+
+def depthwise_lines_size_first(op: Op) -> np.ndarray:
+    """The raster line kernel's table in a size-first build, where ``mcc_depthwise_conv2d_s8_lines`` runs the compact
+    ``mcc_depthwise_conv2d_s8_k3s1`` (``runtime_c/mcc_depthwise.c``): the bias (C words), the weights in the byte
+    layout of :func:`depthwise_fast_weights` (``9 * C / 4`` words, C a multiple of 4) and the packed requantization
+    of :func:`~backends.c.emitters.gemm.small_requant`, the arrays that kernel takes, one after another."""
+    consts = _dw_consts(op)
+    assert consts is not None
+    w, bias, xzp, yzp = consts
+    small = _dw_small_requant(op, w, bias, xzp, yzp)
+    return np.concatenate([bias.astype(np.int32), depthwise_fast_weights(w, narrow=True), small.astype(np.int32)])
+
+
+def _dw_small_requant(op: Op, w: np.ndarray, bias: np.ndarray, xzp: int, yzp: int) -> np.ndarray:
+    """The packed size-first requantization (gemm.py's :func:`~backends.c.emitters.gemm.small_requant`) of a
+    depthwise op with weights [1, KH, KW, C] (zero point 0), the channels seen as rows of taps."""
+    mult, shift = requant_multipliers(op)
+    w2d = w.reshape(-1, w.shape[-1]).T.astype(np.int64)
+    return np.asarray(small_requant(mult, shift, fold_bias(bias, w2d, -xzp), w2d, yzp))
 
 
 DW_FAST = {(k, s) for k in (3, 5, 7) for s in (1, 2)}
