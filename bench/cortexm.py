@@ -25,6 +25,7 @@ from bench.readme import provenance, update_readme  # noqa: E402
 from compiler.driver import compile_model  # noqa: E402
 from compiler.emulate_cmd import random_c_batches  # noqa: E402
 from compiler.errors import MccError  # noqa: E402
+from compiler.pipelines import PatchOptions  # noqa: E402
 
 MODELS = ["mlperf_tiny/vww_96_int8.tflite", "mlperf_tiny/kws_ref_model_int8.tflite",
           "mlperf_tiny/ic_resnet8_int8.tflite", "mlperf_tiny/ad01_int8.tflite", "tflm/person_detect.tflite",
@@ -56,7 +57,19 @@ def bench_model(path: Path, workdir: Path, targets: list[str], c_opts: list[str]
             log(f"{target} -{c_opt}: {res.instructions:,} instructions, {time.perf_counter() - t0:.1f} s")
             if target == targets[0] and c_opt == c_opts[-1]:
                 hot = _hot_spots(path.stem, res)
+        if target == targets[0] and ((report.get("patch_stage") or {}).get("patches") or 1) > 1:
+            rows += _per_layer_row(path, workdir, target, c_opts[-1], log)
     return rows, [hot] if hot else []
+
+
+def _per_layer_row(path: Path, workdir: Path, target: str, c_opt: str, log: Any) -> list[dict[str, Any]]:
+    """Where -O3 chose patch-based inference: the same model per layer (``--patches 1``), one target and C level,
+    so the table shows what the patches cost in speed and save in SRAM."""
+    project = workdir / f"{path.stem}-{target}-per-layer"
+    report = compile_model(path, project, opt_level=3, target=target, patch=PatchOptions(patches=1))
+    res = emulate(project, report, target, c_opt, random_c_batches(report, 1, seed=0), counting="plugin")
+    log(f"{target} -{c_opt} --patches 1: {res.instructions:,} instructions")
+    return [_row(f"{path.stem} (`--patches 1`)", res)]
 
 
 def _row(model: str, res: EmulationResult) -> dict[str, Any]:
@@ -80,7 +93,8 @@ def table(rows: list[dict[str, Any]], notes: list[str]) -> str:
              "`mps2-an386` for Cortex-M4), arm-none-eabi-gcc "
              "at the C level shown, mcc -O3; one seeded random input; instructions of one inference counted "
              "exactly by the TCG plugin; MACs are the model's (instr/MAC divides by them; where -O3 chose patches, "
-             "their recompute is not counted); flash = code + constants + .data of the whole image (harness ≈ 1 KB "
+             "their recompute is not counted, and a `--patches 1` row gives the same model per layer); "
+             "flash = code + constants + .data of the whole image (harness ≈ 1 KB "
              "included), static RAM = .data + .bss (arena, I/O buffers, harness ≈ 5 KB), stack = measured by "
              "painting. See [docs/cortexm.md](docs/cortexm.md).", "",
              "| model | target | C opt | MACs | instructions | instr/MAC | flash (B) | arena (B) | static RAM (B) | "
