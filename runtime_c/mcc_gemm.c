@@ -921,36 +921,55 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
         }                                                                                                       \
     } while (0)
 
-/* Every block of four output channels of one pixel whose int16 column is x (G groups). */
+/* One block of four output channels of one pixel whose int16 column is x (G groups); advances the pointers. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_block(const uint32_t *x, const int32_t G,
+                                                                       const int32_t **wpp, const int32_t **biasp,
+                                                                       const int32_t **rqp, int32_t zp,
+                                                                       int8_t **outp, const int F) {
+    const int32_t *wp = *wpp, *rq = *rqp, *const bias = *biasp;
+    int8_t *out = *outp;
+    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    const uint32_t *xp = x;
+    if (G <= 64) { /* straight code */
+        _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        }
+    } else { /* a deeper layer: a loop of eight groups */
+        const uint32_t *const x8 = x + 16 * (G >> 3);
+        do {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        } while (xp != x8);
+        _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        }
+    }
+    if (G & 1) {
+        MCC_GEMM_GROUP4_S16(xp, wp);
+    }
+    MCC_GEMM_FIXED_STORE4(F);
+    *wpp = wp;
+    *rqp = rq;
+    *outp = out;
+    *biasp = bias + 4;
+}
+
+/* Every block of four output channels of one pixel whose int16 column is x (G groups); a layer of two blocks
+   (C 8) runs them as straight code, with no loop test between them. */
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const uint32_t *x, const int32_t G,
                                                                         const int32_t *wp, const int32_t *bias,
                                                                         const int32_t *rq, int32_t zp, int8_t *out,
                                                                         const int32_t C, const int F) {
+    if (C == 8) {
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
+        return;
+    }
     const int8_t *const end = out + C;
     _Pragma("GCC unroll 1") do {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        const uint32_t *xp = x;
-        if (G <= 64) { /* straight code */
-            _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-            }
-        } else { /* a deeper layer: a loop of eight groups */
-            const uint32_t *const x8 = x + 16 * (G >> 3);
-            do {
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-            } while (xp != x8);
-            _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-            }
-        }
-        if (G & 1) {
-            MCC_GEMM_GROUP4_S16(xp, wp);
-        }
-        MCC_GEMM_FIXED_STORE4(F);
-        bias += 4;
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
     } while (out != end);
 }
 
