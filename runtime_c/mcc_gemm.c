@@ -1159,6 +1159,34 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
 #endif
 
 #if defined(MCC_GEMM_FIXED)
+/* The int8 row-split column of a window over the border (mcc_gemm_im2col_split) for a layer of fixed shape: with
+   KH, KW and IC constants every tap's place in the column is a constant, so the gather is straight code with one
+   bounds test per window pixel. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_gather_split(const mcc_gemm_params *p,
+                                                                              const int8_t *image, int32_t iy0,
+                                                                              int32_t ix0, int8_t *col,
+                                                                              const int32_t G, const int32_t KH,
+                                                                              const int32_t KW, const int32_t IC) {
+    const int32_t ROW = KW * IC, FULL = ROW & ~3, REST = ROW - FULL;
+    const int8_t pad = (int8_t)p->pad_value;
+    _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky) {
+        const int32_t iy = iy0 + ky;
+        const int row_ok = iy >= 0 && iy < p->in_h;
+        _Pragma("GCC unroll 16") for (int32_t kx = 0; kx < KW; ++kx) {
+            const int32_t ix = ix0 + kx;
+            const int ok = row_ok && ix >= 0 && ix < p->in_w;
+            _Pragma("GCC unroll 16") for (int32_t c = 0; c < IC; ++c) {
+                const int32_t t = kx * IC + c;
+                col[t < FULL ? ky * FULL + t : KH * FULL + ky * REST + (t - FULL)] =
+                    ok ? image[((size_t)iy * p->in_w + ix) * IC + c] : pad;
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int32_t k = KH * ROW; k < 4 * G; ++k) {
+        col[k] = 0;
+    }
+}
+
 /* One image of a layer of fixed shape (G groups deep, C output channels, F the zero point folded) in raster order,
    all channels of a pixel before the next pixel is read. KH 0: a 1x1 window read in place (mcc_gemm_direct,
    in_c = 4 G); else a KH x KW window over IC input channels, dilation 1, whose column is built with its loops
@@ -1235,6 +1263,9 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                     tail16[g >> 1] = MCC_SXTB16(v);
                     tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
                 }
+            } else if (REST && KH * ROW <= 64) {
+                mcc_gemm_fixed_gather_split(p, image, iy0, ix0, scratch + 4 * G, G, KH, KW, IC);
+                mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);
             } else if (REST) {
                 mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + 4 * G);
                 mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);
