@@ -1214,6 +1214,16 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
         }
         return;
     }
+    if (KH == 0 && G == 2 && p->stride_h == 1 && p->stride_w == 1) { /* the pixels one after another */
+        const int8_t *src = image;
+        const int8_t *const src_end = image + (size_t)p->out_h * p->out_w * 8;
+        _Pragma("GCC unroll 1") do {
+            mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, C, F);
+            src += 8;
+            out += C;
+        } while (src != src_end);
+        return;
+    }
     if (KH == 0) {
         const size_t step = (size_t)p->stride_w * (size_t)(4 * G);
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
