@@ -1254,7 +1254,9 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                 const int8_t *r = row0 + (size_t)ix0 * IC;
                 uint32_t *d = col;
                 int8_t *st = stage;
-                if (REST) {
+                const int TAIL1 = REST && tail == 4; /* one tail group: its four taps in registers */
+                int32_t tb[4] = {0, 0, 0, 0};
+                if (REST && !TAIL1) {
                     const uint32_t zero = 0;
                     memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps */
                 }
@@ -1265,10 +1267,18 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                         d[1] = MCC_SXTB16_ROR8(v);
                     }
                     _Pragma("GCC unroll 4") for (int32_t i = 0; i < REST; ++i) {
-                        *st++ = r[FULL + i];
+                        if (TAIL1) {
+                            tb[ky * REST + i] = r[FULL + i];
+                        } else {
+                            *st++ = r[FULL + i];
+                        }
                     }
                 }
-                for (int32_t g = 0; g < (REST ? tail : 0); g += 4) {
+                if (TAIL1) { /* the tail group's two words: taps (0, 2) and (1, 3) as 16-bit pairs */
+                    tail16[0] = (uint32_t)(uint16_t)tb[0] | ((uint32_t)tb[2] << 16);
+                    tail16[1] = (uint32_t)(uint16_t)tb[1] | ((uint32_t)tb[3] << 16);
+                }
+                for (int32_t g = 0; g < (REST && !TAIL1 ? tail : 0); g += 4) {
                     const uint32_t v = mcc_read32(stage + g); /* in place: read before its words are written */
                     tail16[g >> 1] = MCC_SXTB16(v);
                     tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
