@@ -921,36 +921,55 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
         }                                                                                                       \
     } while (0)
 
-/* Every block of four output channels of one pixel whose int16 column is x (G groups). */
+/* One block of four output channels of one pixel whose int16 column is x (G groups); advances the pointers. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_block(const uint32_t *x, const int32_t G,
+                                                                       const int32_t **wpp, const int32_t **biasp,
+                                                                       const int32_t **rqp, int32_t zp,
+                                                                       int8_t **outp, const int F) {
+    const int32_t *wp = *wpp, *rq = *rqp, *const bias = *biasp;
+    int8_t *out = *outp;
+    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    const uint32_t *xp = x;
+    if (G <= 64) { /* straight code */
+        _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        }
+    } else { /* a deeper layer: a loop of eight groups */
+        const uint32_t *const x8 = x + 16 * (G >> 3);
+        do {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        } while (xp != x8);
+        _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
+            MCC_GEMM_FIXED_GROUP8(xp, wp);
+        }
+    }
+    if (G & 1) {
+        MCC_GEMM_GROUP4_S16(xp, wp);
+    }
+    MCC_GEMM_FIXED_STORE4(F);
+    *wpp = wp;
+    *rqp = rq;
+    *outp = out;
+    *biasp = bias + 4;
+}
+
+/* Every block of four output channels of one pixel whose int16 column is x (G groups); a layer of two blocks
+   (C 8) runs them as straight code, with no loop test between them. */
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const uint32_t *x, const int32_t G,
                                                                         const int32_t *wp, const int32_t *bias,
                                                                         const int32_t *rq, int32_t zp, int8_t *out,
                                                                         const int32_t C, const int F) {
+    if (C == 8) {
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
+        return;
+    }
     const int8_t *const end = out + C;
     _Pragma("GCC unroll 1") do {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        const uint32_t *xp = x;
-        if (G <= 64) { /* straight code */
-            _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-            }
-        } else { /* a deeper layer: a loop of eight groups */
-            const uint32_t *const x8 = x + 16 * (G >> 3);
-            do {
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-            } while (xp != x8);
-            _Pragma("GCC unroll 4") for (int32_t g = G & ~7; g + 2 <= G; g += 2) {
-                MCC_GEMM_FIXED_GROUP8(xp, wp);
-            }
-        }
-        if (G & 1) {
-            MCC_GEMM_GROUP4_S16(xp, wp);
-        }
-        MCC_GEMM_FIXED_STORE4(F);
-        bias += 4;
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
     } while (out != end);
 }
 
@@ -1000,7 +1019,21 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks_s8(const
     } while (out != end);
 }
 
-/* Every block of one pixel of eight input bytes at src, unpacked into x0..x3 once. */
+/* One output channel of a pixel of eight input bytes unpacked in r8-r11 (mcc_gemm_fixed_g2): its bias, one LDM of
+   its four weight words, four SMLAD, then at once the fast requantization of MCC_GEMM_FIXED_RQ; thirteen instructions
+   (fourteen without the zero point folded). One accumulator at a time leaves registers for every pointer. */
+#define MCC_GEMM_FIXED_G2_CH(zp)                                                                                \
+    "ldr %[acc], [%[b]], #4\n\t"                                                                                 \
+    "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
+    "smlad %[acc], r8, r4, %[acc]\n\t"                                                                          \
+    "smlad %[acc], r9, r5, %[acc]\n\t"                                                                          \
+    "smlad %[acc], r10, r6, %[acc]\n\t"                                                                         \
+    "smlad %[acc], r11, r12, %[acc]\n\t" MCC_GEMM_FIXED_RQ("acc", zp)
+#define MCC_GEMM_FIXED_G2_OPS                                                                                   \
+    : [acc] "=&r"(acc), [w] "+r"(wp), [b] "+r"(bias), [rq] "+r"(rq), [out] "+r"(out)
+
+/* Every block of one pixel of eight input bytes at src, unpacked into r8-r11 once; each channel accumulated and
+   requantized in turn (MCC_GEMM_FIXED_G2_CH). The pixel is read before any of its outputs is written. */
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_g2(const int8_t *src, const int32_t *wp,
                                                                     const int32_t *bias, const int32_t *rq,
                                                                     int32_t zp, int8_t *out, const int32_t C,
@@ -1010,18 +1043,21 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_g2(const int8_t
     register uint32_t x1_ __asm__("r9") = MCC_SXTB16_ROR8(v0);
     register uint32_t x2_ __asm__("r10") = MCC_SXTB16(v1);
     register uint32_t x3_ __asm__("r11") = MCC_SXTB16_ROR8(v1);
-    const int8_t *const end = out + C;
-    do {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        register uint32_t w0_ __asm__("r4"), w1_ __asm__("r5"), w2_ __asm__("r6"), w3_ __asm__("r12");
-        __asm__(MCC_GEMM_LDM_4CH
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(wp), [w0] "=&r"(w0_),
-                  [w1] "=&r"(w1_), [w2] "=&r"(w2_), [w3] "=&r"(w3_)
-                : [x0] "r"(x0_), [x1] "r"(x1_), [x2] "r"(x2_), [x3] "r"(x3_)
-                : "memory");
-        MCC_GEMM_FIXED_STORE4(F);
-        bias += 4;
-    } while (out != end);
+    _Pragma("GCC unroll 4") for (int32_t c = 0; c < C; c += 4) {
+        int32_t acc;
+        if (F) {
+            __asm__ volatile(MCC_GEMM_FIXED_G2_CH("") MCC_GEMM_FIXED_G2_CH("") MCC_GEMM_FIXED_G2_CH("")
+                                 MCC_GEMM_FIXED_G2_CH("") MCC_GEMM_FIXED_G2_OPS
+                             : "r"(x0_), "r"(x1_), "r"(x2_), "r"(x3_)
+                             : "r4", "r5", "r6", "r12", "memory");
+        } else {
+            __asm__ volatile(MCC_GEMM_FIXED_G2_CH(MCC_GEMM_FIXED_ZP) MCC_GEMM_FIXED_G2_CH(MCC_GEMM_FIXED_ZP)
+                                 MCC_GEMM_FIXED_G2_CH(MCC_GEMM_FIXED_ZP) MCC_GEMM_FIXED_G2_CH(MCC_GEMM_FIXED_ZP)
+                                     MCC_GEMM_FIXED_G2_OPS
+                             : "r"(x0_), "r"(x1_), "r"(x2_), "r"(x3_), [zp] "r"(zp)
+                             : "r4", "r5", "r6", "r12", "memory");
+        }
+    }
 }
 
 #endif
@@ -1123,6 +1159,34 @@ static void mcc_gemm_conv_split(const mcc_gemm_params *p, const int8_t *image, c
 #endif
 
 #if defined(MCC_GEMM_FIXED)
+/* The int8 row-split column of a window over the border (mcc_gemm_im2col_split) for a layer of fixed shape: with
+   KH, KW and IC constants every tap's place in the column is a constant, so the gather is straight code with one
+   bounds test per window pixel. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_gather_split(const mcc_gemm_params *p,
+                                                                              const int8_t *image, int32_t iy0,
+                                                                              int32_t ix0, int8_t *col,
+                                                                              const int32_t G, const int32_t KH,
+                                                                              const int32_t KW, const int32_t IC) {
+    const int32_t ROW = KW * IC, FULL = ROW & ~3, REST = ROW - FULL;
+    const int8_t pad = (int8_t)p->pad_value;
+    _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky) {
+        const int32_t iy = iy0 + ky;
+        const int row_ok = iy >= 0 && iy < p->in_h;
+        _Pragma("GCC unroll 16") for (int32_t kx = 0; kx < KW; ++kx) {
+            const int32_t ix = ix0 + kx;
+            const int ok = row_ok && ix >= 0 && ix < p->in_w;
+            _Pragma("GCC unroll 16") for (int32_t c = 0; c < IC; ++c) {
+                const int32_t t = kx * IC + c;
+                col[t < FULL ? ky * FULL + t : KH * FULL + ky * REST + (t - FULL)] =
+                    ok ? image[((size_t)iy * p->in_w + ix) * IC + c] : pad;
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int32_t k = KH * ROW; k < 4 * G; ++k) {
+        col[k] = 0;
+    }
+}
+
 /* One image of a layer of fixed shape (G groups deep, C output channels, F the zero point folded) in raster order,
    all channels of a pixel before the next pixel is read. KH 0: a 1x1 window read in place (mcc_gemm_direct,
    in_c = 4 G); else a KH x KW window over IC input channels, dilation 1, whose column is built with its loops
@@ -1148,6 +1212,16 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                 mcc_gemm_fixed_blocks_s8(x, G, w, bias, rq, zp, out, C, F);
             }
         }
+        return;
+    }
+    if (KH == 0 && G == 2 && p->stride_h == 1 && p->stride_w == 1) { /* the pixels one after another */
+        const int8_t *src = image;
+        const int8_t *const src_end = image + (size_t)p->out_h * p->out_w * 8;
+        _Pragma("GCC unroll 1") do {
+            mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, C, F);
+            src += 8;
+            out += C;
+        } while (src != src_end);
         return;
     }
     if (KH == 0) {
@@ -1180,7 +1254,9 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                 const int8_t *r = row0 + (size_t)ix0 * IC;
                 uint32_t *d = col;
                 int8_t *st = stage;
-                if (REST) {
+                const int TAIL1 = REST && tail == 4; /* one tail group: its four taps in registers */
+                int32_t tb[4] = {0, 0, 0, 0};
+                if (REST && !TAIL1) {
                     const uint32_t zero = 0;
                     memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps */
                 }
@@ -1191,14 +1267,25 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                         d[1] = MCC_SXTB16_ROR8(v);
                     }
                     _Pragma("GCC unroll 4") for (int32_t i = 0; i < REST; ++i) {
-                        *st++ = r[FULL + i];
+                        if (TAIL1) {
+                            tb[ky * REST + i] = r[FULL + i];
+                        } else {
+                            *st++ = r[FULL + i];
+                        }
                     }
                 }
-                for (int32_t g = 0; g < (REST ? tail : 0); g += 4) {
+                if (TAIL1) { /* the tail group's two words: taps (0, 2) and (1, 3) as 16-bit pairs */
+                    tail16[0] = (uint32_t)(uint16_t)tb[0] | ((uint32_t)tb[2] << 16);
+                    tail16[1] = (uint32_t)(uint16_t)tb[1] | ((uint32_t)tb[3] << 16);
+                }
+                for (int32_t g = 0; g < (REST && !TAIL1 ? tail : 0); g += 4) {
                     const uint32_t v = mcc_read32(stage + g); /* in place: read before its words are written */
                     tail16[g >> 1] = MCC_SXTB16(v);
                     tail16[(g >> 1) + 1] = MCC_SXTB16_ROR8(v);
                 }
+            } else if (REST && KH * ROW <= 64) {
+                mcc_gemm_fixed_gather_split(p, image, iy0, ix0, scratch + 4 * G, G, KH, KW, IC);
+                mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);
             } else if (REST) {
                 mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + 4 * G);
                 mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);

@@ -348,3 +348,49 @@ def test_fixed_shape_instances_on_emulated_cortex_m7_match_the_interpreter(tmp_p
     assert res.host_identical is True
     for k in range(3):
         np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")
+
+
+def test_fixed_shape_row_split_instance_on_emulated_cortex_m7_matches_the_interpreter(tmp_path):
+    """A first layer of three input channels (3x3 window, 27 taps: a row-split column of seven groups, eight output
+    channels, the shape of MLPerf VWW's first conv) as an instance of fixed shape on an -O3 Cortex-M7 build: interior
+    windows with the tail group built in registers, border windows gathered by straight code (padding at the bottom
+    and right as TFLite SAME with stride 2, and on every side with stride 1) equal the interpreter bit for bit."""
+    import shutil
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
+    pytest.importorskip("elftools", reason="pyelftools is not installed")
+    from backends.cortexm.emulate import emulate
+    from compiler.emulate_cmd import random_c_batches
+    from compiler.interpreter import run
+    from tests.backend.harness import compile_to_c
+
+    rng = np.random.default_rng(11)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 11, 10, 3), 0.02, -5), "x")
+    outs = []
+    for i, (s, p) in enumerate([(2, (0, 0, 1, 1)), (1, (1, 1, 1, 1))]):
+        co, k, ci = 8, 3, 3
+        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
+        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
+                  TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
+                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        hw = (11 + p[0] + p[2] - k) // s + 1, (10 + p[1] + p[3] - k) // s + 1
+        attrs = {"pads": p, "strides": (s, s), "byte_column": False}
+        outs.append(g.create("nn.conv2d", [x, w, b], [_t8((1, *hw, co), 0.05, -128 + 9 * i)], attrs,
+                             [f"y{i}"]).result)
+    g.outputs = outs
+    verify(g)
+    report = compile_to_c(g, tmp_path / "c")
+    head = (tmp_path / "c" / "mcc_gemm.c").read_text().split("\n", 2)[1]
+    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
+    keys = {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+    assert any(k[0] == 7 and k[1] == 8 and k[3:] == (3, 3, 3, 0) for k in keys), keys
+    batches = random_c_batches(report, 3, seed=6)
+    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
+    assert res.host_identical is True
+    for k in range(3):
+        want = run(g, [batches[0][k]])
+        for j in range(2):
+            np.testing.assert_array_equal(res.outputs[j][k], want[j], err_msg=f"sample {k} output {j}")
