@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backends.c.build import build
+from backends.c.emitters.data import coalesce_box
 from compiler.errors import UnsupportedOpError
 from compiler.interpreter import run
 from compiler.ir import DType, Graph, QuantParams, TensorType, const
@@ -321,6 +322,73 @@ def test_aliased_reshape_emits_nothing(tmp_path):
     g.outputs = [y]
     assert_c_matches_interpreter(g, tmp_path, n=2)
     assert "mcc_copy(" not in _generated_c(tmp_path)
+
+
+# -- slice and insert (patch-based inference's region copies) --------------------------------------------------
+def _box_runs(size, src, src_begin, dst, dst_begin):
+    """The (source offset, destination offset, length) element runs ``mcc_box_copy`` copies for these parameters,
+    one per innermost row, in its loop order."""
+    runs = []
+    for i0 in range(size[0]):
+        for i1 in range(size[1]):
+            for i2 in range(size[2]):
+                si = (((src_begin[0] + i0) * src[1] + src_begin[1] + i1) * src[2] + src_begin[2] + i2) * src[3]
+                di = (((dst_begin[0] + i0) * dst[1] + dst_begin[1] + i1) * dst[2] + dst_begin[2] + i2) * dst[3]
+                runs.append((si + src_begin[3], di + dst_begin[3], size[3]))
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_coalesced_box_moves_the_elements_numpy_moves(seed):
+    rng = np.random.default_rng(seed)
+    rank = int(rng.integers(1, 5))
+    src = tuple(int(d) for d in rng.integers(1, 6, rank))
+    dst = tuple(int(d) for d in rng.integers(1, 6, rank))
+    # boxes that often span whole axes, so that merging happens (or must not)
+    size = tuple(min(s, d) if rng.random() < 0.6 else int(rng.integers(1, min(s, d) + 1))
+                 for s, d in zip(src, dst, strict=True))
+    sb = tuple(int(rng.integers(0, s - n + 1)) for s, n in zip(src, size, strict=True))
+    db = tuple(int(rng.integers(0, d - n + 1)) for d, n in zip(dst, size, strict=True))
+    pad = (1,) * (4 - rank)
+    z, s4, sb4, d4, db4 = coalesce_box(pad + size, pad + src, (0,) * (4 - rank) + sb, pad + dst,
+                                       (0,) * (4 - rank) + db)
+    a = rng.integers(0, 1 << 30, src)
+    want = np.full(dst, -1)
+    box_src = tuple(slice(b, b + n) for b, n in zip(sb, size, strict=True))
+    want[tuple(slice(b, b + n) for b, n in zip(db, size, strict=True))] = a[box_src]
+    got = np.full(int(np.prod(dst)), -1)
+    flat = a.reshape(-1)
+    runs = _box_runs(z, s4, sb4, d4, db4)
+    for si, di, n in runs:
+        got[di:di + n] = flat[si:si + n]
+    np.testing.assert_array_equal(got.reshape(dst), want)
+    assert len(runs) <= int(np.prod(size[:-1]))
+
+
+def test_coalescing_merges_whole_inner_axes_only():
+    # NHWC tile: whole channels and whole rows of the tile's width merge; the tile's rows stay separate
+    assert coalesce_box((1, 4, 8, 16), (1, 32, 32, 16), (0, 8, 8, 0), (1, 4, 8, 16), (0, 0, 0, 0)) == \
+        ((1, 1, 4, 128), (1, 1, 32, 512), (0, 0, 8, 128), (1, 1, 4, 128), (0, 0, 0, 0))
+    # a box inside the channels merges nothing
+    assert coalesce_box((1, 2, 2, 3), (1, 4, 4, 8), (0, 1, 1, 2), (1, 2, 2, 3), (0, 0, 0, 0))[0] == (1, 2, 2, 3)
+
+
+@pytest.mark.parametrize("begin, size", [
+    ((0, 1, 0, 0), (1, 3, 5, 4)),  # whole rows: one run
+    ((0, 2, 1, 0), (1, 3, 3, 4)),  # whole channels of part of the rows
+    ((0, 1, 2, 1), (1, 4, 2, 2)),  # inside the channels: one run per pixel
+])
+def test_slice_and_insert(tmp_path, begin, size):
+    g = Graph("box")
+    x = g.add_input(q8((1, 6, 5, 4), 0.05, 1), "x")
+    f = g.add_input(q8((1, 7, 6, 4), 0.05, 1), "f")
+    part = g.create("nn.slice", [x], [q8(size, 0.05, 1)], {"begin": begin, "size": size}, ["part"]).result
+    h = g.create("nn.hard_swish", [f], [q8((1, 7, 6, 4), 0.05, 1)], {}, ["h"]).result  # a full owned by the arena
+    at = (0, 7 - size[1], 6 - size[2], 4 - size[3])
+    y = g.create("nn.insert", [part, h], [q8((1, 7, 6, 4), 0.05, 1)], {"begin": at, "shape": (1, 7, 6, 4)},
+                 ["y"]).result
+    g.outputs = [y, part]
+    assert_c_matches_interpreter(g, tmp_path, n=3, sanitize=True)
 
 
 # -- everything in one graph, host (sanitized) and cross builds --------------------------------------------------

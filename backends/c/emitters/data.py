@@ -127,13 +127,41 @@ def resize_nearest(op: Op, ctx: LowerContext) -> None:
     ctx.call("mcc_resize_nearest_s8", [params, rows, cols, _source(ctx, x), ctx.act(y)], "mcc_data.c")
 
 
+Box = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def coalesce_box(size: Sequence[int], src: Sequence[int], src_begin: Sequence[int], dst: Sequence[int],
+                 dst_begin: Sequence[int]) -> Box:
+    """The same copy with fewer, longer rows: an inner axis that the box spans whole in both tensors (its extent
+    equals both shapes') is merged into the axis outside it, repeatedly. Returns (size, src shape, src
+    begin, dst shape, dst begin), padded back to 4 axes with leading 1s; the elements copied and their order are
+    unchanged, only the number of contiguous runs (one ``memcpy`` each) falls."""
+    axes = [list(t) for t in zip(size, src, src_begin, dst, dst_begin, strict=True)]
+    k = len(axes) - 1
+    while k > 0:
+        z, s, _, d, _ = axes[k]
+        if z == s == d:  # whole in both, so it starts at 0 in both
+            oz, os_, osb, od, odb = axes[k - 1]
+            axes[k - 1] = [oz * z, os_ * s, osb * s, od * d, odb * d]
+            del axes[k]
+        k -= 1
+    while len(axes) < 4:
+        axes.insert(0, [1, 1, 0, 1, 0])
+    cols = tuple(tuple(a[i] for a in axes) for i in range(5))
+    return cols[0], cols[1], cols[2], cols[3], cols[4]
+
+
 def _box(ctx: LowerContext, op: Op, size: Sequence[int], src: Value, src_begin: Sequence[int], dst: Value,
-         dst_begin: Sequence[int]) -> str:
-    """Parameters of one ``mcc_box_copy``: a box of ``size`` from ``src`` at ``src_begin`` into ``dst``."""
+         dst_begin: Sequence[int], coalesce: bool = True) -> str:
+    """Parameters of one ``mcc_box_copy``: a box of ``size`` from ``src`` at ``src_begin`` into ``dst``. With
+    ``coalesce`` (not for a streamed slice, whose reader is given NHWC rows and columns) whole inner axes are merged
+    so each ``memcpy`` moves a longest contiguous run."""
     pad = 4 - len(size)
     s4, sb = _to_4d(src.type.shape, op), (0,) * pad + tuple(src_begin)
     d4, db = _to_4d(dst.type.shape, op), (0,) * pad + tuple(dst_begin)
     z = _to_4d(size, op)
+    if coalesce:
+        z, s4, sb, d4, db = coalesce_box(z, s4, sb, d4, db)
     return ctx.params("mcc_box_params", size_d0=z[0], size_d1=z[1], size_d2=z[2], size_d3=z[3],
                       src_d1=s4[1], src_d2=s4[2], src_d3=s4[3], src_b0=sb[0], src_b1=sb[1], src_b2=sb[2],
                       src_b3=sb[3], dst_d1=d4[1], dst_d2=d4[2], dst_d3=d4[3], dst_b0=db[0], dst_b1=db[1],
@@ -144,8 +172,9 @@ def _box(ctx: LowerContext, op: Op, size: Sequence[int], src: Value, src_begin: 
 def slice_(op: Op, ctx: LowerContext) -> None:
     """The box's rows copied out of the operand."""
     x, y = op.operands[0], op.results[0]
-    params = _box(ctx, op, y.type.shape, x, attr(op, "begin"), y, [0] * y.type.rank)
-    if attr(op, "stream"):
+    stream = bool(attr(op, "stream"))
+    params = _box(ctx, op, y.type.shape, x, attr(op, "begin"), y, [0] * y.type.rank, coalesce=not stream)
+    if stream:
         if x not in ctx.input_fields or y.type.rank != 4:
             raise UnsupportedOpError(f"{op.label}: a streamed slice must cut an NHWC box out of a graph input")
         ctx.call("mcc_read_region", [params, f"in ? (const void *)in->{ctx.input_fields[x]} : NULL", "read", "user",
