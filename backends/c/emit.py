@@ -117,6 +117,14 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     h.append(f"/* Runs one inference. arena: NULL to use the built-in static arena, or {P}_ARENA_BYTES bytes\n"
              f"   aligned to 8 that the caller owns. Returns 0. Not reentrant with the static arena. */\n"
              f"int {p}_run(const {p}_inputs *in, {p}_outputs *out, uint8_t *arena);\n")
+    for io in inputs:
+        if io.value in plan.offsets:
+            h.append(f"\n/* Zero-copy input: where .{io.field} lives in the arena (NULL: the static arena). Write the\n"
+                     f"   input there and pass that pointer as in->{io.field}: {p}_run then does not copy it, and the\n"
+                     f"   application needs no input buffer of its own. The model owns the bytes until {p}_run\n"
+                     f"   returns. */\n"
+                     f"#define {P}_INPUT_{io.field.upper()}_OFFSET {plan.offset(io.value)}\n"
+                     f"{io.ctype} *{p}_input_{io.field}(uint8_t *arena);\n")
     if streamed:
         h.append(f"\n/* Streamed input (--stream-input): the input never enters the arena. {p}_run reads its regions\n"
                  f"   out of in->{streamed[0].field}; {p}_run_streamed asks read(user, y, x, h, w, dst) for each\n"
@@ -161,7 +169,9 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     c.append(f"    if (arena == NULL) {{\n        arena = {p}_static_arena;\n    }}\n")
     for io in inputs:
         if io.value in plan.offsets:
-            c.append(f"    memcpy(arena + {plan.offset(io.value)}, in->{io.field}, {io.value.type.nbytes});\n")
+            at = f"arena + {plan.offset(io.value)}"
+            c.append(f"    if ((const void *)in->{io.field} != (const void *)({at})) {{\n"
+                     f"        memcpy({at}, in->{io.field}, {io.value.type.nbytes});\n    }}\n")
     c.append("    MCC_LAYER_HOOK(0);\n")
     for i, call in enumerate(program.calls, 1):
         c.append(f"    /* {i}: {call.comment} */\n    {call.kernel}({', '.join(call.args)});\n")
@@ -175,6 +185,11 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
                  f"    return {p}_body(in, NULL, NULL, out, arena);\n}}\n"
                  f"\nint {p}_run_streamed(mcc_input_reader read, void *user, {p}_outputs *out, uint8_t *arena) {{\n"
                  f"    return {p}_body(NULL, read, user, out, arena);\n}}\n")
+    for io in inputs:
+        if io.value in plan.offsets:
+            c.append(f"\n{io.ctype} *{p}_input_{io.field}(uint8_t *arena) {{\n"
+                     f"    return ({io.ctype} *)(void *)((arena != NULL ? arena : {p}_static_arena) + "
+                     f"{P}_INPUT_{io.field.upper()}_OFFSET);\n}}\n")
     if len(inputs) == 1 and len(outputs) == 1:
         c.append(f"\nint {p}_invoke(const {inputs[0].ctype} *input, {outputs[0].ctype} *output) {{\n"
                  f"    {p}_inputs in;\n    {p}_outputs out;\n"

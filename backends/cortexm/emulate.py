@@ -7,7 +7,8 @@ its return: 11 instructions). Without the plugin (``counting="systick"``), the h
 with ``-icount shift=0`` decrements once per 40 instructions on these boards, so each segment is known to ±40.
 
 Segments of one inference, between consecutive marks: ``input copy`` (from the harness's RUN_BEGIN mark to
-``MCC_LAYER_HOOK(0)``: the call into ``NAME_run`` and the copy of the inputs into the arena), one per layer that
+``MCC_LAYER_HOOK(0)``: the call into ``NAME_run``; inputs that live in the arena are staged in place through the
+zero-copy ``NAME_input_X`` before RUN_BEGIN, so nothing is copied there), one per layer that
 has code, and ``output copy`` (the last layer's hook to RUN_END). The layers add up to ``layer_instructions``
 exactly; all segments add up to ``run_instructions`` exactly.
 """

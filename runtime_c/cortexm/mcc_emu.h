@@ -35,6 +35,9 @@ extern const uint32_t mcc_emu_in_bytes;
 extern const uint32_t mcc_emu_out_bytes;
 extern int8_t mcc_emu_in_buf[];
 extern int8_t mcc_emu_out_buf[];
+/* Copies the inputs that live in the model's arena from mcc_emu_in_buf to their place (outside the measured run). */
+void mcc_emu_stage_inputs(void);
+/* One inference: NAME_run on the staged inputs, outputs into mcc_emu_out_buf. */
 int mcc_emu_invoke(void);
 
 /* Exit codes of the emulated program (the QEMU process exits with them). */

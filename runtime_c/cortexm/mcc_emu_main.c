@@ -96,6 +96,7 @@ int main(void) {
         if (mcc_emu_sh_read(fin, mcc_emu_in_buf, mcc_emu_in_bytes) != 0) {
             fail("mcc-emu: short read from in.bin\n", MCC_EMU_EXIT_IO);
         }
+        mcc_emu_stage_inputs();
         uint32_t *low = lowest_used();
         program_low = low < program_low ? low : program_low;
         mcc_emu_paint_stack();
