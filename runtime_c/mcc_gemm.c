@@ -256,8 +256,14 @@ static inline int8_t mcc_gemm_requant(mcc_gemm_out q, int32_t acc, const int32_t
 
 #if defined(MCC_GEMM_NARROW)
 #define MCC_GEMM_WORDS_PER_GROUP 1 /* per output channel: four weight bytes */
+/* the doubled accumulator 2 acc of the fast requantization */
+#define MCC_GEMM_ACC2(acc) ((int32_t)((uint32_t)(acc) << 1))
+#define MCC_GEMM_LSL_ACC(acc) "lsl %[" acc "], %[" acc "], #1\n\t"
 #else
 #define MCC_GEMM_WORDS_PER_GROUP 2 /* per output channel: (k, k+2) and (k+1, k+3) as 16-bit pairs */
+/* a fast layer's 16-bit weights and bias are doubled offline (emit_gemm): its accumulators are already 2 acc */
+#define MCC_GEMM_ACC2(acc) (acc)
+#define MCC_GEMM_LSL_ACC(acc) ""
 #endif
 
 #if !defined(__ARM_FEATURE_DSP)
@@ -428,7 +434,7 @@ static inline uint64_t mcc_read64(const void *p) {
 /* The fast requantization of a layer whose every channel has it (p->rq_fast): rq = {m, h, r} with |acc| < 2^30,
    ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r), see backends/c/emitters/gemm.py (fast_layer). */
 static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
-    const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
+    const int32_t acc2 = MCC_GEMM_ACC2(acc);
 #if defined(__ARM_FEATURE_DSP)
     int32_t t;
     __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[1]));
@@ -443,7 +449,7 @@ static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
 /* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each,
    eight when the zero point is 0 (folded into h by the emitter); volatile: the stores are its only effect. */
 #define MCC_GEMM_RQ_FAST_STORE(acc, off, zp)                                                        \
-    "lsl %[" acc "], %[" acc "], #1\n\t"                                                              \
+    MCC_GEMM_LSL_ACC(acc)                                                                           \
     "ldrd %[m], %[h], [%[rq], #" off "*12]\n\t"                                                     \
     "ldr %[r], [%[rq], #" off "*12+8]\n\t"                                                         \
     "smmlar %[m], %[" acc "], %[m], %[h]\n\t"                                                       \
@@ -895,7 +901,6 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
    and post-incremented stores: seven instructions per channel, six with the zero point folded; advances rq by
    twelve words and out by four bytes. */
 #define MCC_GEMM_FIXED_RQ(acc, zp)                                                                              \
-    "lsl %[" acc "], %[" acc "], #1\n\t"                                                                        \
     "ldm %[rq]!, {r4, r5, r6}\n\t"                                                                             \
     "smmlar r4, %[" acc "], r4, r5\n\t"                                                                        \
     "add r4, r4, %[" acc "], asr #31\n\t"                                                                      \

@@ -191,17 +191,21 @@ class LowerContext:
             self._weights[v] = sym
         return sym
 
-    def table(self, name: str, array: np.ndarray, size_first: np.ndarray | None = None) -> str:
+    def table(self, name: str, array: np.ndarray, size_first: np.ndarray | None = None,
+              alternative: tuple[str, np.ndarray] | None = None) -> str:
         """Symbol of a const lookup/parameter array (multipliers, shifts, LUTs) for the current layer; an array
         equal to one already emitted (the same layer tile by tile, equal requantization) is shared. ``size_first``:
-        the contents a size-first build (``MCC_SIZE_FIRST``) compiles instead."""
+        the contents a size-first build (``MCC_SIZE_FIRST``) compiles instead; ``alternative``: a condition and the
+        contents to compile when it holds (checked after the size-first one)."""
         arr = np.ascontiguousarray(array)
         sf = None if size_first is None else np.ascontiguousarray(size_first)
-        key = (arr.dtype.str, arr.shape, arr.tobytes(), None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()))
+        alt = None if alternative is None else (alternative[0], np.ascontiguousarray(alternative[1]))
+        key = (arr.dtype.str, arr.shape, arr.tobytes(), None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()),
+               None if alt is None else (alt[0], alt[1].dtype.str, alt[1].shape, alt[1].tobytes()))
         if key in self._tables:
             return self._tables[key]
         sym = c_identifier(f"L{self.layer}_{name}", self._symbols)
-        self.program.tables.append(ConstArray(sym, arr, size_first=sf))
+        self.program.tables.append(ConstArray(sym, arr, alternative=alt, size_first=sf))
         self._tables[key] = sym
         return sym
 

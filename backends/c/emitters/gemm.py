@@ -199,9 +199,16 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
                         column=1 if byte_column else 2 if row_split is not None else 0)
     if (shape := fixed_shape(op, depth, geometry, rq_fast, act, byte_column)) is not None:
         ctx.program.gemm_shapes.add(shape)
-    wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
+    # a fast layer's 16-bit weights and bias are doubled: its accumulators are the 2 acc the requantization
+    # multiplies (|acc| < 2^30, fast_layer), so the kernel does not shift them; the byte layout keeps them as they are
+    scale = 2 if rq_fast else 1
+    wide_w = (w2d if row_split is None else w2d[:, row_split]) * scale
+    assert np.all(np.abs(wide_w) < 1 << 15)
+    wide = pack_weights(wide_w, depth, narrow=False)
     wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
-    bias_sym = ctx.table("bias", folded, None if np.array_equal(folded, plain) else plain)
+    bias_sym = ctx.table("bias", (folded.astype(np.int64) * scale).astype(np.int32),
+                         None if np.array_equal(folded, plain) and scale == 1 else plain,
+                         (NARROW, folded) if scale == 2 else None)
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, bias_sym,
                                   ctx.table("requant", rq, small), ctx.act(op.result), scratch], "mcc_gemm.c")
 
