@@ -14,7 +14,8 @@
  * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. A layer with rq_fast set has, per
  * channel, {m, h, r} and is requantized as ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r) + zp (the emitter's
  * fast_layer proves it exact: accumulators below 2^30, or a near-dead channel encoded as a step; where it fits, the
- * emitter folds the output zero point into h, fold_zero_point, and zp is 0). Other layers have
+ * emitter folds the output zero point into h, fold_zero_point, and zp is 0). In the 16-bit layout such a layer's
+ * weights and bias are stored doubled (emit_gemm), so its accumulator already is 2 acc. Other layers have
  * per-channel rows {m, r, half}: for a channel whose accumulators the emitter has proved below 2^30 in magnitude and
  * whose shift is a right shift (half > 0), the same SMMLAR form; otherwise one 64-bit sum or mcc_mbqm.
  *
@@ -446,8 +447,9 @@ static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
 }
 
 #if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
-/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each,
-   eight when the zero point is 0 (folded into h by the emitter); volatile: the stores are its only effect. */
+/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: eight instructions each
+   (nine in the byte layout, whose accumulators are not doubled), one fewer when the zero point is 0 (folded into h
+   by the emitter); volatile: the stores are its only effect. */
 #define MCC_GEMM_RQ_FAST_STORE(acc, off, zp)                                                        \
     MCC_GEMM_LSL_ACC(acc)                                                                           \
     "ldrd %[m], %[h], [%[rq], #" off "*12]\n\t"                                                     \
@@ -897,7 +899,8 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
     "smlad %[a3], r11, r12, %[a3]"
 
 /* The fast requantization of four accumulators (mcc_gemm_store4_fast) with one LDM of each channel's row {m, h, r}
-   and post-incremented stores: seven instructions per channel, six with the zero point folded; advances rq by
+   and post-incremented stores: six instructions per channel, five with the zero point folded (the accumulators are
+   doubled: the 16-bit weights and bias are stored doubled); advances rq by
    twelve words and out by four bytes. */
 #define MCC_GEMM_FIXED_RQ(acc, zp)                                                                              \
     "ldm %[rq]!, {r4, r5, r6}\n\t"                                                                             \
@@ -1113,8 +1116,8 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks_s8(const
 }
 
 /* One output channel of a pixel of eight input bytes unpacked in r8-r11 (mcc_gemm_fixed_g2): its bias, one LDM of
-   its four weight words, four SMLAD, then at once the fast requantization of MCC_GEMM_FIXED_RQ; thirteen instructions
-   (fourteen without the zero point folded). One accumulator at a time leaves registers for every pointer. */
+   its four weight words, four SMLAD, then at once the fast requantization of MCC_GEMM_FIXED_RQ; twelve instructions
+   (thirteen without the zero point folded). One accumulator at a time leaves registers for every pointer. */
 #define MCC_GEMM_FIXED_G2_CH(zp)                                                                                \
     "ldr %[acc], [%[b]], #4\n\t"                                                                                 \
     "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
@@ -1358,8 +1361,14 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_slots(const mcc
                 wp += 4;
                 _Pragma("GCC unroll 16") for (int32_t kx = 0; kx < KW; ++kx) {
                     const uint32_t *xp = slot[kx];
-                    if (G <= 64) {
-                        _Pragma("GCC unroll 64") for (int32_t g = 0; g < GS; g += 2) {
+                    if (G <= 64) { /* the slot's address loaded straight into the column pointer */
+                        __asm__("ldr %[x], %[s]\n\t"
+                                "ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH
+                                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(xp),
+                                  [w] "+r"(wp)
+                                : [s] "m"(slot[kx])
+                                : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory");
+                        _Pragma("GCC unroll 64") for (int32_t g = 2; g < GS; g += 2) {
                             MCC_GEMM_FIXED_GROUP8(xp, wp);
                         }
                     } else {
@@ -1459,7 +1468,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
         const int8_t *const row0 = rows_in ? image + (size_t)iy0 * row_step : image;
         for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
-            if (rows_in && ix0 >= 0 && ix0 + KW <= p->in_w) {
+            if (rows_in && ix0 >= 0 && ix0 + KW <= p->in_w && (REST || (IC & 3) || aligned)) {
                 const int8_t *r = row0 + (size_t)ix0 * IC;
                 uint32_t *d = col;
                 int8_t *st = stage;
@@ -1469,7 +1478,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                     const uint32_t zero = 0;
                     memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps */
                 }
-                if (!REST && aligned) { /* the rows with LDM and STM */
+                if (!REST && !(IC & 3)) { /* the rows with LDM and STM (an unaligned input: the generic gather) */
                     _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky, r += row_step, d += FULL >> 1) {
                         mcc_gemm_fixed_expand(r, d, FULL);
                     }
