@@ -1360,20 +1360,21 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_slots(const mcc
                 int32_t a0 = wp[0], a1 = wp[1], a2 = wp[2], a3 = wp[3];
                 wp += 4;
                 _Pragma("GCC unroll 16") for (int32_t kx = 0; kx < KW; ++kx) {
-                    const uint32_t *xp = slot[kx];
-                    if (G <= 64) { /* the slot's address loaded straight into the column pointer */
-                        __asm__("ldr %[x], %[s]\n\t"
-                                "ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH
-                                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(xp),
-                                  [w] "+r"(wp)
-                                : [s] "m"(slot[kx])
-                                : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory");
+                    const uint32_t *xp;
+                    /* the slot's first two groups, its address loaded straight into the column pointer */
+                    __asm__("ldr %[x], %[s]\n\t"
+                            "ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH
+                            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(xp), [w] "+r"(wp)
+                            : [s] "m"(slot[kx])
+                            : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory");
+                    if (G <= 64) {
                         _Pragma("GCC unroll 64") for (int32_t g = 2; g < GS; g += 2) {
                             MCC_GEMM_FIXED_GROUP8(xp, wp);
                         }
-                    } else {
-                        const uint32_t *const x8 = xp + 16 * (GS >> 3);
-                        if (GS >= 8) {
+                    } else { /* the rest in a loop of eight groups */
+                        const int32_t REST8 = (GS - 2) & ~7;
+                        if (REST8) {
+                            const uint32_t *const x8 = xp + 2 * REST8;
                             do {
                                 MCC_GEMM_FIXED_GROUP8(xp, wp);
                                 MCC_GEMM_FIXED_GROUP8(xp, wp);
@@ -1381,7 +1382,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_slots(const mcc
                                 MCC_GEMM_FIXED_GROUP8(xp, wp);
                             } while (xp != x8);
                         }
-                        _Pragma("GCC unroll 4") for (int32_t g = GS & ~7; g < GS; g += 2) {
+                        _Pragma("GCC unroll 4") for (int32_t g = 2 + REST8; g < GS; g += 2) {
                             MCC_GEMM_FIXED_GROUP8(xp, wp);
                         }
                     }
