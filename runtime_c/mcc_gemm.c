@@ -14,7 +14,8 @@
  * Requantization is TFLite's MultiplyByQuantizedMultiplier bit for bit. A layer with rq_fast set has, per
  * channel, {m, h, r} and is requantized as ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r) + zp (the emitter's
  * fast_layer proves it exact: accumulators below 2^30, or a near-dead channel encoded as a step; where it fits, the
- * emitter folds the output zero point into h, fold_zero_point, and zp is 0). Other layers have
+ * emitter folds the output zero point into h, fold_zero_point, and zp is 0). In the 16-bit layout such a layer's
+ * weights and bias are stored doubled (emit_gemm), so its accumulator already is 2 acc. Other layers have
  * per-channel rows {m, r, half}: for a channel whose accumulators the emitter has proved below 2^30 in magnitude and
  * whose shift is a right shift (half > 0), the same SMMLAR form; otherwise one 64-bit sum or mcc_mbqm.
  *
@@ -256,8 +257,14 @@ static inline int8_t mcc_gemm_requant(mcc_gemm_out q, int32_t acc, const int32_t
 
 #if defined(MCC_GEMM_NARROW)
 #define MCC_GEMM_WORDS_PER_GROUP 1 /* per output channel: four weight bytes */
+/* the doubled accumulator 2 acc of the fast requantization */
+#define MCC_GEMM_ACC2(acc) ((int32_t)((uint32_t)(acc) << 1))
+#define MCC_GEMM_LSL_ACC(acc) "lsl %[" acc "], %[" acc "], #1\n\t"
 #else
 #define MCC_GEMM_WORDS_PER_GROUP 2 /* per output channel: (k, k+2) and (k+1, k+3) as 16-bit pairs */
+/* a fast layer's 16-bit weights and bias are doubled offline (emit_gemm): its accumulators are already 2 acc */
+#define MCC_GEMM_ACC2(acc) (acc)
+#define MCC_GEMM_LSL_ACC(acc) ""
 #endif
 
 #if !defined(__ARM_FEATURE_DSP)
@@ -428,7 +435,7 @@ static inline uint64_t mcc_read64(const void *p) {
 /* The fast requantization of a layer whose every channel has it (p->rq_fast): rq = {m, h, r} with |acc| < 2^30,
    ((SMMLAR(2 acc, m, h) + (acc < 0 ? -1 : 0)) >> r), see backends/c/emitters/gemm.py (fast_layer). */
 static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
-    const int32_t acc2 = (int32_t)((uint32_t)acc << 1);
+    const int32_t acc2 = MCC_GEMM_ACC2(acc);
 #if defined(__ARM_FEATURE_DSP)
     int32_t t;
     __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc2), "r"(rq[0]), "r"(rq[1]));
@@ -440,10 +447,11 @@ static inline int32_t mcc_gemm_rq_fast(int32_t acc, const int32_t *rq) {
 }
 
 #if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__)
-/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: nine instructions each,
-   eight when the zero point is 0 (folded into h by the emitter); volatile: the stores are its only effect. */
+/* Four fast requantizations with the whole int8 range as the clamp, stored to out[0..3]: eight instructions each
+   (nine in the byte layout, whose accumulators are not doubled), one fewer when the zero point is 0 (folded into h
+   by the emitter); volatile: the stores are its only effect. */
 #define MCC_GEMM_RQ_FAST_STORE(acc, off, zp)                                                        \
-    "lsl %[" acc "], %[" acc "], #1\n\t"                                                              \
+    MCC_GEMM_LSL_ACC(acc)                                                                           \
     "ldrd %[m], %[h], [%[rq], #" off "*12]\n\t"                                                     \
     "ldr %[r], [%[rq], #" off "*12+8]\n\t"                                                         \
     "smmlar %[m], %[" acc "], %[m], %[h]\n\t"                                                       \
@@ -855,8 +863,7 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
    read in place is unpacked into four registers that every block of output channels reuses, never stored to the
    column; an interior window's column is built by unrolled code. Only speed builds with the DSP extension and the
    16-bit layout compile them; others run the generic code on the same weights and tables. */
-#if defined(MCC_GEMM_SHAPES) && defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__) && \
-    !defined(__OPTIMIZE_SIZE__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#if defined(MCC_GEMM_SHAPES) && defined(MCC_GEMM_FIXED_BUILD)
 #define MCC_GEMM_FIXED 1
 /* An instance keeps its values in core registers: with the FPU's registers to spill to (a hard-float build), GCC
    12 finds the K loop's asm "impossible" to allocate. */
@@ -892,10 +899,10 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
     "smlad %[a3], r11, r12, %[a3]"
 
 /* The fast requantization of four accumulators (mcc_gemm_store4_fast) with one LDM of each channel's row {m, h, r}
-   and post-incremented stores: seven instructions per channel, six with the zero point folded; advances rq by
+   and post-incremented stores: six instructions per channel, five with the zero point folded (the accumulators are
+   doubled: the 16-bit weights and bias are stored doubled); advances rq by
    twelve words and out by four bytes. */
 #define MCC_GEMM_FIXED_RQ(acc, zp)                                                                              \
-    "lsl %[" acc "], %[" acc "], #1\n\t"                                                                        \
     "ldm %[rq]!, {r4, r5, r6}\n\t"                                                                             \
     "smmlar r4, %[" acc "], r4, r5\n\t"                                                                        \
     "add r4, r4, %[" acc "], asr #31\n\t"                                                                      \
@@ -921,14 +928,19 @@ static void mcc_gemm_im2col_s16(const mcc_gemm_params *p, const int8_t *image, i
         }                                                                                                       \
     } while (0)
 
-/* One block of four output channels of one pixel whose int16 column is x (G groups); advances the pointers. */
+/* One block of four output channels of one pixel whose int16 column is x (G groups); advances the pointers.
+   Interleaved weights (IL, backends/c/emitters/gemm.py interleave_block_words): the block's four bias words, its
+   weights and its four requantization rows follow one another at *wpp, and bias and rq are not read. */
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_block(const uint32_t *x, const int32_t G,
                                                                        const int32_t **wpp, const int32_t **biasp,
                                                                        const int32_t **rqp, int32_t zp,
-                                                                       int8_t **outp, const int F) {
-    const int32_t *wp = *wpp, *rq = *rqp, *const bias = *biasp;
+                                                                       int8_t **outp, const int F, const int IL) {
+    const int32_t *wp = *wpp, *rq = *rqp, *const bias = IL ? *wpp : *biasp;
     int8_t *out = *outp;
     int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    if (IL) {
+        wp += 4;
+    }
     const uint32_t *xp = x;
     if (G <= 64) { /* straight code */
         _Pragma("GCC unroll 64") for (int32_t g = 0; g + 2 <= G; g += 2) {
@@ -949,11 +961,94 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_block(const uin
     if (G & 1) {
         MCC_GEMM_GROUP4_S16(xp, wp);
     }
+    if (IL) {
+        rq = wp;
+    }
     MCC_GEMM_FIXED_STORE4(F);
+    if (IL) {
+        wp = rq;
+    }
     *wpp = wp;
     *rqp = rq;
     *outp = out;
     *biasp = bias + 4;
+}
+
+/* The int16 column words of 16 (8) word-aligned input bytes at s, written to d: one LDM, SXTB16 and SXTB16 ROR 8 of
+   each word, one STM (ten instructions per 16 bytes instead of twenty); advances s and d. */
+#define MCC_GEMM_FIXED_EXPAND16(s, d)                                                                           \
+    __asm__ volatile("ldm %[s]!, {r5, r8, r10, r12}\n\t"                                                       \
+                     "sxtb16 r4, r5\n\t"                                                                       \
+                     "sxtb16 r5, r5, ror #8\n\t"                                                               \
+                     "sxtb16 r6, r8\n\t"                                                                       \
+                     "sxtb16 r8, r8, ror #8\n\t"                                                               \
+                     "sxtb16 r9, r10\n\t"                                                                      \
+                     "sxtb16 r10, r10, ror #8\n\t"                                                             \
+                     "sxtb16 r11, r12\n\t"                                                                     \
+                     "sxtb16 r12, r12, ror #8\n\t"                                                             \
+                     "stm %[d]!, {r4, r5, r6, r8, r9, r10, r11, r12}"                                          \
+                     : [s] "+r"(s), [d] "+r"(d)                                                                \
+                     :                                                                                         \
+                     : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory")
+#define MCC_GEMM_FIXED_EXPAND8(s, d)                                                                            \
+    __asm__ volatile("ldm %[s]!, {r5, r8}\n\t"                                                                 \
+                     "sxtb16 r4, r5\n\t"                                                                       \
+                     "sxtb16 r5, r5, ror #8\n\t"                                                               \
+                     "sxtb16 r6, r8\n\t"                                                                       \
+                     "sxtb16 r8, r8, ror #8\n\t"                                                               \
+                     "stm %[d]!, {r4, r5, r6, r8}"                                                             \
+                     : [s] "+r"(s), [d] "+r"(d)                                                                \
+                     :                                                                                         \
+                     : "r4", "r5", "r6", "r8", "memory")
+
+/* The int16 column of N (a multiple of 4) word-aligned input bytes at s, written to d (word-aligned): straight code
+   up to 64 bytes, else a loop of 16 bytes. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_expand(const int8_t *s, uint32_t *d,
+                                                                        const int32_t N) {
+    if (N <= 64) {
+        _Pragma("GCC unroll 4") for (int32_t k = 0; k + 16 <= N; k += 16) {
+            MCC_GEMM_FIXED_EXPAND16(s, d);
+        }
+    } else {
+        const int8_t *const end = s + (N & ~15);
+        _Pragma("GCC unroll 1") do {
+            MCC_GEMM_FIXED_EXPAND16(s, d);
+        } while (s != end);
+    }
+    if (N & 8) {
+        MCC_GEMM_FIXED_EXPAND8(s, d);
+    }
+    if (N & 4) {
+        const uint32_t v = mcc_read32(s);
+        d[0] = MCC_SXTB16(v);
+        d[1] = MCC_SXTB16_ROR8(v);
+    }
+}
+
+/* The int16 column of a window over the border for a layer of fixed shape whose input pixels are whole groups
+   (IC a multiple of 4) and word-aligned: each tap pixel expanded (mcc_gemm_fixed_expand) or the input zero point. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_gather_s16(const mcc_gemm_params *p,
+                                                                            const int8_t *image, int32_t iy0,
+                                                                            int32_t ix0, uint32_t *d,
+                                                                            const int32_t KH, const int32_t KW,
+                                                                            const int32_t IC) {
+    const uint32_t pad = (uint32_t)(uint8_t)p->pad_value * 0x01010101u;
+    const uint32_t pad_a = MCC_SXTB16(pad), pad_b = MCC_SXTB16_ROR8(pad);
+    _Pragma("GCC unroll 1") for (int32_t ky = 0; ky < KH; ++ky) {
+        const int32_t iy = iy0 + ky;
+        const int row_ok = iy >= 0 && iy < p->in_h;
+        _Pragma("GCC unroll 1") for (int32_t kx = 0; kx < KW; ++kx, d += IC >> 1) {
+            const int32_t ix = ix0 + kx;
+            if (row_ok && ix >= 0 && ix < p->in_w) {
+                mcc_gemm_fixed_expand(image + ((size_t)iy * p->in_w + ix) * IC, d, IC);
+            } else {
+                _Pragma("GCC unroll 1") for (int32_t g = 0; g < IC >> 1; g += 2) {
+                    d[g] = pad_a;
+                    d[g + 1] = pad_b;
+                }
+            }
+        }
+    }
 }
 
 /* Every block of four output channels of one pixel whose int16 column is x (G groups); a layer of two blocks
@@ -961,15 +1056,16 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_block(const uin
 __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks(const uint32_t *x, const int32_t G,
                                                                         const int32_t *wp, const int32_t *bias,
                                                                         const int32_t *rq, int32_t zp, int8_t *out,
-                                                                        const int32_t C, const int F) {
+                                                                        const int32_t C, const int F,
+                                                                        const int IL) {
     if (C == 8) {
-        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
-        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F, IL);
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F, IL);
         return;
     }
     const int8_t *const end = out + C;
     _Pragma("GCC unroll 1") do {
-        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F);
+        mcc_gemm_fixed_block(x, G, &wp, &bias, &rq, zp, &out, F, IL);
     } while (out != end);
 }
 
@@ -1020,8 +1116,8 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_blocks_s8(const
 }
 
 /* One output channel of a pixel of eight input bytes unpacked in r8-r11 (mcc_gemm_fixed_g2): its bias, one LDM of
-   its four weight words, four SMLAD, then at once the fast requantization of MCC_GEMM_FIXED_RQ; thirteen instructions
-   (fourteen without the zero point folded). One accumulator at a time leaves registers for every pointer. */
+   its four weight words, four SMLAD, then at once the fast requantization of MCC_GEMM_FIXED_RQ; twelve instructions
+   (thirteen without the zero point folded). One accumulator at a time leaves registers for every pointer. */
 #define MCC_GEMM_FIXED_G2_CH(zp)                                                                                \
     "ldr %[acc], [%[b]], #4\n\t"                                                                                 \
     "ldm %[w]!, {r4, r5, r6, r12}\n\t"                                                                          \
@@ -1187,6 +1283,122 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_gather_split(co
     }
 }
 
+/* The KH taps of one window column (input column ix, rows iy0..iy0+KH-1, IC channels each) as int16 column words
+   at d: expanded from the input, the input zero point where the pixel is over the padding. rows_in: every row is
+   inside the image. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_fill_slot(const mcc_gemm_params *p,
+                                                                           const int8_t *image, int32_t iy0,
+                                                                           int32_t ix, int rows_in, int aligned,
+                                                                           uint32_t *d, const int32_t KH,
+                                                                           const int32_t IC) {
+    const size_t row_step = (size_t)p->in_w * IC;
+    const int col_ok = ix >= 0 && ix < p->in_w;
+    if (rows_in && col_ok && aligned) {
+        const int8_t *src = image + ((size_t)iy0 * p->in_w + ix) * IC;
+        _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky, src += row_step, d += IC >> 1) {
+            mcc_gemm_fixed_expand(src, d, IC);
+        }
+        return;
+    }
+    const uint32_t pad = (uint32_t)(uint8_t)p->pad_value * 0x01010101u;
+    const uint32_t pad_a = MCC_SXTB16(pad), pad_b = MCC_SXTB16_ROR8(pad);
+    _Pragma("GCC unroll 1") for (int32_t ky = 0; ky < KH; ++ky, d += IC >> 1) {
+        const int32_t iy = iy0 + ky;
+        if (col_ok && iy >= 0 && iy < p->in_h) {
+            mcc_gemm_expand(image + ((size_t)iy * p->in_w + ix) * IC, IC, IC, d);
+        } else {
+            _Pragma("GCC unroll 1") for (int32_t g = 0; g < IC >> 1; g += 2) {
+                d[g] = pad_a;
+                d[g + 1] = pad_b;
+            }
+        }
+    }
+}
+
+/* A layer of fixed shape of stride_w 1 whose window columns are whole pairs of groups (IC a multiple of 4, KH * IC
+   a multiple of 8; B 2, backends/c/emitters/gemm.py fixed_shape): the int16 column is kept as KW slots, one per window column (its KH
+   taps of IC channels; the weights are ordered the same way, column by column), a ring along an output row (stride_w
+   1): each pixel after the first expands only its new window column, into the slot of the column that left the
+   window, and the blocks read the slots in window order. A window over the border costs no more than one inside. The weights are interleaved with each block's
+   bias and requantization rows (mcc_gemm_fixed_block). Output pixels in raster order, all channels of a pixel
+   before the next pixel's new input is read. */
+__attribute__((always_inline)) static inline void mcc_gemm_fixed_slots(const mcc_gemm_params *p,
+                                                                       const int8_t *image, const int32_t *w,
+                                                                       int8_t *out, int8_t *scratch, const int32_t G,
+                                                                       const int32_t C, const int F, const int32_t KH,
+                                                                       const int32_t KW, const int32_t IC) {
+    const int32_t SLOT = (KH * IC) >> 1; /* words per slot */
+    const int32_t GS = (KH * IC) >> 2;   /* groups per slot, even */
+    uint32_t *const col = (uint32_t *)(void *)scratch;
+    const int32_t zp = p->out_zp;
+    const int aligned = !((uintptr_t)image & 3);
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        const int rows_in = iy0 >= 0 && iy0 + KH <= p->in_h;
+        uint32_t *slot[16];
+        _Pragma("GCC unroll 16") for (int32_t kx = 0; kx < KW; ++kx) {
+            slot[kx] = col + kx * SLOT;
+        }
+        for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
+            const int32_t ix0 = ox - p->pad_left;
+            if (ox > 0) { /* the window moved one column: the leaving column's slot takes the new one */
+                uint32_t *const first = slot[0];
+                _Pragma("GCC unroll 16") for (int32_t kx = 0; kx + 1 < KW; ++kx) {
+                    slot[kx] = slot[kx + 1];
+                }
+                slot[KW - 1] = first;
+                mcc_gemm_fixed_fill_slot(p, image, iy0, ix0 + KW - 1, rows_in, aligned, first, KH, IC);
+            } else {
+                _Pragma("GCC unroll 1") for (int32_t kx = 0; kx < KW; ++kx) {
+                    mcc_gemm_fixed_fill_slot(p, image, iy0, ix0 + kx, rows_in, aligned, slot[kx], KH, IC);
+                }
+            }
+            const int32_t *wp = w;
+            int8_t *o = out;
+            const int8_t *const end = out + C;
+            _Pragma("GCC unroll 1") do {
+                int32_t a0 = wp[0], a1 = wp[1], a2 = wp[2], a3 = wp[3];
+                wp += 4;
+                _Pragma("GCC unroll 16") for (int32_t kx = 0; kx < KW; ++kx) {
+                    const uint32_t *xp;
+                    /* the slot's first two groups, its address loaded straight into the column pointer */
+                    __asm__("ldr %[x], %[s]\n\t"
+                            "ldm %[x]!, {r8, r9, r10, r11}\n\t" MCC_GEMM_FIXED_4CH
+                            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(xp), [w] "+r"(wp)
+                            : [s] "m"(slot[kx])
+                            : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "memory");
+                    if (G <= 64) {
+                        _Pragma("GCC unroll 64") for (int32_t g = 2; g < GS; g += 2) {
+                            MCC_GEMM_FIXED_GROUP8(xp, wp);
+                        }
+                    } else { /* the rest in a loop of eight groups */
+                        const int32_t REST8 = (GS - 2) & ~7;
+                        if (REST8) {
+                            const uint32_t *const x8 = xp + 2 * REST8;
+                            do {
+                                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                                MCC_GEMM_FIXED_GROUP8(xp, wp);
+                            } while (xp != x8);
+                        }
+                        _Pragma("GCC unroll 4") for (int32_t g = 2 + REST8; g < GS; g += 2) {
+                            MCC_GEMM_FIXED_GROUP8(xp, wp);
+                        }
+                    }
+                }
+                const int32_t *rq = wp; /* the block's requantization rows follow its weights */
+                {
+                    int8_t *out = o; /* the names MCC_GEMM_FIXED_STORE4 uses */
+                    MCC_GEMM_FIXED_STORE4(F);
+                    o = out;
+                }
+                wp = rq;
+            } while (o != end);
+        }
+    }
+}
+
 /* One image of a layer of fixed shape (G groups deep, C output channels, F the zero point folded) in raster order,
    all channels of a pixel before the next pixel is read. KH 0: a 1x1 window read in place (mcc_gemm_direct,
    in_c = 4 G); else a KH x KW window over IC input channels, dilation 1, whose column is built with its loops
@@ -1198,6 +1410,11 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
     const int32_t IC, const int B) {
     uint32_t *const col = (uint32_t *)(void *)scratch;
     const int32_t zp = p->out_zp;
+    const int IL = B != 1 && !(KH == 0 && G == 2); /* interleaved weights: gemm.py interleaved */
+    if (B == 2) { /* window columns as slots */
+        mcc_gemm_fixed_slots(p, image, w, out, scratch, G, C, F, KH, KW, IC);
+        return;
+    }
     if (B) { /* a byte column: the pixel in place (KH 0), else an int8 im2col column */
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -1233,7 +1450,7 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                     mcc_gemm_fixed_g2(src, w, bias, rq, zp, out, C, F);
                 } else {
                     mcc_gemm_expand(src, 4 * G, 4 * G, col);
-                    mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F);
+                    mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F, IL);
                 }
             }
         }
@@ -1244,13 +1461,15 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
     uint32_t *const tail16 = col + ((KH * FULL) >> 1);
     int8_t *const stage = (int8_t *)(void *)tail16 + tail;
     const size_t row_step = (size_t)p->in_w * IC;
+    /* input pixels of whole groups at word-aligned addresses: their column words with LDM and STM */
+    const int aligned = !(IC & 3) && !((uintptr_t)image & 3);
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
         const int rows_in = iy0 >= 0 && iy0 + KH <= p->in_h;
         const int8_t *const row0 = rows_in ? image + (size_t)iy0 * row_step : image;
         for (int32_t ox = 0; ox < p->out_w; ++ox, out += C) {
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
-            if (rows_in && ix0 >= 0 && ix0 + KW <= p->in_w) {
+            if (rows_in && ix0 >= 0 && ix0 + KW <= p->in_w && (REST || (IC & 3) || aligned)) {
                 const int8_t *r = row0 + (size_t)ix0 * IC;
                 uint32_t *d = col;
                 int8_t *st = stage;
@@ -1259,6 +1478,13 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
                 if (REST && !TAIL1) {
                     const uint32_t zero = 0;
                     memcpy(stage + tail - 4, &zero, 4); /* the zeros after the rows' last taps */
+                }
+                if (!REST && !(IC & 3)) { /* the rows with LDM and STM (an unaligned input: the generic gather) */
+                    _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky, r += row_step, d += FULL >> 1) {
+                        mcc_gemm_fixed_expand(r, d, FULL);
+                    }
+                    mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F, IL);
+                    continue;
                 }
                 _Pragma("GCC unroll 16") for (int32_t ky = 0; ky < KH; ++ky, r += row_step) {
                     _Pragma("GCC unroll 16") for (int32_t g = 0; g < FULL; g += 4, d += 2) {
@@ -1289,10 +1515,12 @@ __attribute__((always_inline)) static inline void mcc_gemm_fixed_layer(
             } else if (REST) {
                 mcc_gemm_im2col_split(p, image, iy0, ix0, scratch + 4 * G);
                 mcc_gemm_expand(scratch + 4 * G, 4 * G, 4 * G, col);
+            } else if (aligned) {
+                mcc_gemm_fixed_gather_s16(p, image, iy0, ix0, col, KH, KW, IC);
             } else {
                 mcc_gemm_im2col_s16(p, image, iy0, ix0, col);
             }
-            mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F);
+            mcc_gemm_fixed_blocks(col, G, w, bias, rq, zp, out, C, F, IL);
         }
     }
 }
@@ -1308,6 +1536,11 @@ typedef void (*mcc_gemm_fixed_fn)(const mcc_gemm_params *p, const int8_t *image,
     }
 MCC_GEMM_SHAPES(MCC_GEMM_FIXED_DEFINE)
 
+/* Whether a window of KH x KW taps over IC channels on an int16 column is kept as slots of window columns. */
+static inline int mcc_gemm_slots_fit(int32_t KH, int32_t KW, int32_t IC) {
+    return KW <= 16 && !(IC & 3) && !((KH * IC) & 7);
+}
+
 /* The instance of a layer of mode 1 or 2 (mcc_gemm_mode), or NULL. */
 static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode) {
     if (mode == 0) {
@@ -1318,7 +1551,8 @@ static mcc_gemm_fixed_fn mcc_gemm_fixed_find(const mcc_gemm_params *p, int mode)
         return NULL;
     }
 #define MCC_GEMM_FIXED_CASE(G, C, F, KH, KW, IC, B)                                                             \
-    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F) && (p->column == 1) == (B) &&              \
+    if (p->depth == 4 * (G) && p->out_c == (C) && (mode == 2) == (F) && (p->column == 1) == ((B) == 1) &&       \
+        ((B) == 2) == (p->column == 0 && (KH) > 0 && p->stride_w == 1 && mcc_gemm_slots_fit(KH, KW, IC)) &&       \
         ((KH) == 0 ? direct : !direct && p->k_h == (KH) && p->k_w == (KW) && p->in_c == (IC))) {               \
         return MCC_GEMM_FIXED_NAME(G, C, F, KH, KW, IC, B);                                                     \
     }

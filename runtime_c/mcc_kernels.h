@@ -114,6 +114,15 @@ size_t mcc_depthwise_planar_scratch_bytes(const mcc_conv_params *p);
 #define MCC_GEMM_NARROW 1
 #endif
 
+/* A build that compiles the GEMM's instances of fixed shape (mcc_gemm.c, MCC_GEMM_SHAPES): speed-first, the DSP
+   extension, the 16-bit layout, GCC 11 or later. Their weight arrays interleave each block's bias and requantization
+   rows with its weights (the generated "#elif defined(MCC_GEMM_FIXED_BUILD)" arrays, backends/c/emitters/gemm.py
+   interleave_block_words). */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCC_GEMM_NARROW) && defined(__OPTIMIZE__) && \
+    !defined(__OPTIMIZE_SIZE__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define MCC_GEMM_FIXED_BUILD 1
+#endif
+
 #if defined(MCC_SIZE_FIRST)
 /* The requantized, clamped output of channel c (of `channels`) for accumulator acc, TFLite's
    MultiplyByQuantizedMultiplier bit for bit, from a size-first table: word 0 the header (base shift s0 in bits 0-7,

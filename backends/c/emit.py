@@ -53,14 +53,16 @@ def _format_array(arr: ConstArray, align: int, storage: str) -> str:
 
 
 def _format_choices(a: ConstArray, storage: str) -> str:
-    """An array, preceded by its size-first contents (``#if defined(MCC_SIZE_FIRST)``) and its alternative under
-    their conditions when it has them."""
+    """An array, preceded by its size-first contents (``#if defined(MCC_SIZE_FIRST)``), its alternative and its
+    fixed-shape GEMM contents (``MCC_GEMM_FIXED_BUILD``) under their conditions when it has them."""
     branches = []
     if a.size_first is not None:
         branches.append((SIZE_FIRST_CONDITION, ConstArray(a.symbol, a.size_first, a.comment + " (size-first)")))
     if a.alternative is not None:
         cond, alt = a.alternative
         branches.append((cond, ConstArray(a.symbol, alt, a.comment + f" ({cond})")))
+    if a.fixed is not None:
+        branches.append((FIXED_CONDITION, ConstArray(a.symbol, a.fixed, a.comment + " (fixed-shape GEMM)")))
     if not branches:
         return _format_array(a, 4, storage)
     text = "".join(f"#{'if' if i == 0 else 'elif'} {cond}\n{_format_array(b, 4, storage)}"
@@ -69,6 +71,7 @@ def _format_choices(a: ConstArray, storage: str) -> str:
 
 
 SIZE_FIRST_CONDITION = "defined(MCC_SIZE_FIRST)"
+FIXED_CONDITION = "defined(MCC_GEMM_FIXED_BUILD)"
 
 PARAMS16 = ("mcc_conv_params", "mcc_dw_fast_params", "mcc_gemm_params", "mcc_pool_params")
 """Parameter structs whose fields are ``mcc_pint`` (16-bit in a size-first build)."""
@@ -148,7 +151,8 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
     c = [_banner(source), "#include <string.h>\n\n#include \"mcc_kernels.h\"\n", f"#include \"{p}.h\"\n\n"]
     c.append(_LAYER_HOOK_DEFAULT)
     for a in program.weights:
-        size = "" if a.alternative is not None or a.size_first is not None else max(a.array.size, 1)
+        size = ("" if a.alternative is not None or a.size_first is not None or a.fixed is not None
+                else max(a.array.size, 1))
         c.append(f"extern const {a.ctype} {a.symbol}[{size}];\n")
     c.append("\n")
     for t in program.tables:
@@ -254,7 +258,8 @@ def write_project(out_dir: Path, program: Program, plan: MemoryPlan, inputs: lis
             shapes = " ".join(f"X({', '.join(map(str, s))})" for s in sorted(program.gemm_shapes))
             text = (out_dir / name).read_text()
             (out_dir / name).write_text("/* mcc: the layers' shapes with an instance of their own (groups, out_c, "
-                                        "zero point folded, k_h, k_w, in_c (k_h 0: 1x1 in place), byte column) */\n"
+                                        "zero point folded, k_h, k_w, in_c (k_h 0: 1x1 in place), column: 1 bytes, "
+                                        "2 window-column slots) */\n"
                                         f"#define MCC_GEMM_SHAPES(X) {shapes}\n" + text)
         written.append(out_dir / name)
 

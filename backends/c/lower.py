@@ -39,6 +39,9 @@ class ConstArray:
     weights, e.g. ``MCC_GEMM_NARROW``); ``array`` is the default and what flash figures count."""
     size_first: np.ndarray | None = None
     """The contents a size-first build compiles (``MCC_SIZE_FIRST``, GCC's -Os) before any other choice."""
+    fixed: np.ndarray | None = None
+    """The contents a build with the GEMM's instances of fixed shape compiles (``MCC_GEMM_FIXED_BUILD``, checked
+    after ``alternative``)."""
 
     @property
     def ctype(self) -> str:
@@ -89,9 +92,10 @@ class Program:
     def use_narrow_gemm(self) -> None:
         """Keep only the byte layout of every weight array that has one (half the flash of the 16-bit one). Arrays
         with another condition (the add tables, ``MCC_ADD_NO_TABLES``) stay as they are."""
-        for a in self.weights:
+        for a in (*self.weights, *self.tables):
             if a.alternative is not None and a.alternative[0] == "defined(MCC_GEMM_NARROW)":
                 a.array, a.alternative = a.alternative[1], None  # a size-first array stays
+            a.fixed = None  # the project's mcc_gemm.c compiles no instance of fixed shape
         self.narrow_gemm = True
 
 
@@ -163,10 +167,12 @@ class LowerContext:
         return "NULL" if off is None else f"({ctype} *)(arena + {off})"
 
     def weight(self, v: Value, array: np.ndarray | None = None,
-               alternative: tuple[str, np.ndarray] | None = None, size_first: np.ndarray | None = None) -> str:
+               alternative: tuple[str, np.ndarray] | None = None, size_first: np.ndarray | None = None,
+               fixed: np.ndarray | None = None) -> str:
         """Symbol of the flash array holding constant ``v`` (or ``array``, a transformed copy of it; with
         ``alternative``, the condition under which the C compiles another array of the same type instead; with
-        ``size_first``, the array a size-first build compiles, whatever the other condition)."""
+        ``size_first``, the array a size-first build compiles, whatever the other condition; with ``fixed``, the
+        array a build with the GEMM's instances of fixed shape compiles, :attr:`ConstArray.fixed`)."""
         if array is None:
             if v in self._weights:
                 return self._weights[v]
@@ -179,29 +185,38 @@ class LowerContext:
         sf = None if size_first is None else np.ascontiguousarray(size_first)
         key = (arr.dtype.str, arr.shape, arr.tobytes(),
                None if alt is None else (alt[0], alt[1].dtype.str, alt[1].shape, alt[1].tobytes()),
-               None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()))
+               None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()),
+               None if fixed is None else (fixed.dtype.str, fixed.shape, fixed.tobytes()))
         derived = array is not v.const_value
         if derived and key in self._derived:
             return self._derived[key]
         sym = c_identifier(f"{self.program.prefix}_{v.name}", self._symbols)
-        self.program.weights.append(ConstArray(sym, arr, f"%{v.name}", alt, sf))
+        self.program.weights.append(ConstArray(sym, arr, f"%{v.name}", alt, sf,
+                                               None if fixed is None else np.ascontiguousarray(fixed)))
         if derived:
             self._derived[key] = sym
         else:
             self._weights[v] = sym
         return sym
 
-    def table(self, name: str, array: np.ndarray, size_first: np.ndarray | None = None) -> str:
+    def table(self, name: str, array: np.ndarray, size_first: np.ndarray | None = None,
+              alternative: tuple[str, np.ndarray] | None = None, fixed: np.ndarray | None = None) -> str:
         """Symbol of a const lookup/parameter array (multipliers, shifts, LUTs) for the current layer; an array
         equal to one already emitted (the same layer tile by tile, equal requantization) is shared. ``size_first``:
-        the contents a size-first build (``MCC_SIZE_FIRST``) compiles instead."""
+        the contents a size-first build (``MCC_SIZE_FIRST``) compiles instead; ``alternative``: a condition and the
+        contents to compile when it holds (checked after the size-first one); ``fixed``: the contents a build with
+        the GEMM's instances of fixed shape compiles (:attr:`ConstArray.fixed`)."""
         arr = np.ascontiguousarray(array)
         sf = None if size_first is None else np.ascontiguousarray(size_first)
-        key = (arr.dtype.str, arr.shape, arr.tobytes(), None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()))
+        alt = None if alternative is None else (alternative[0], np.ascontiguousarray(alternative[1]))
+        key = (arr.dtype.str, arr.shape, arr.tobytes(), None if sf is None else (sf.dtype.str, sf.shape, sf.tobytes()),
+               None if alt is None else (alt[0], alt[1].dtype.str, alt[1].shape, alt[1].tobytes()),
+               None if fixed is None else (fixed.dtype.str, fixed.shape, fixed.tobytes()))
         if key in self._tables:
             return self._tables[key]
         sym = c_identifier(f"L{self.layer}_{name}", self._symbols)
-        self.program.tables.append(ConstArray(sym, arr, size_first=sf))
+        self.program.tables.append(ConstArray(sym, arr, alternative=alt, size_first=sf,
+                                              fixed=None if fixed is None else np.ascontiguousarray(fixed)))
         self._tables[key] = sym
         return sym
 

@@ -342,7 +342,8 @@ def test_fixed_shape_instances_on_emulated_cortex_m7_match_the_interpreter(tmp_p
     # (groups, out_c, k_h, k_w, in_c); the planner may give any layer the byte column: both kinds must run
     assert {(k[0], k[1], k[3], k[4], k[5]) for k in keys} == {
         (9, 16, 3, 3, 4), (4, 8, 0, 0, 0), (2, 32, 0, 0, 0), (72, 8, 3, 3, 32), (18, 12, 3, 3, 8)}, keys
-    assert {k[6] for k in keys} == {0, 1} and all(k[2] == 1 for k in keys), keys
+    # column kinds: 0 int16 (the 4-channel window), 1 bytes, 2 window-column slots (the 32-channel window)
+    assert {k[6] for k in keys} == {0, 1, 2} and all(k[2] == 1 for k in keys), keys
     batches = random_c_batches(report, 3, seed=4)
     res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
     assert res.host_identical is True
@@ -394,3 +395,95 @@ def test_fixed_shape_row_split_instance_on_emulated_cortex_m7_matches_the_interp
         want = run(g, [batches[0][k]])
         for j in range(2):
             np.testing.assert_array_equal(res.outputs[j][k], want[j], err_msg=f"sample {k} output {j}")
+
+
+def test_fixed_shape_slots_and_interleaved_weights_on_emulated_cortex_m7_match_the_interpreter(tmp_path):
+    """Instances of fixed shape with interleaved weights (each block's bias and requantization rows among its
+    weights, ``interleave_block_words``) on an -O3 Cortex-M7 build equal the interpreter bit for bit: 3x3 windows of
+    16 channels with stride 1 keep the column as a ring of window-column slots (weights in ``slot_order``; padding
+    on every side, columns over the border filled with the zero point) and
+    with stride 2 expand their rows with LDM/STM and gather border windows pixel by pixel; a 5x3 window of 8 channels
+    with stride 1 (slots of 40 taps, uneven padding); the zero point folded and not (a ReLU6 clamp keeps the generic
+    code of one layer, whose tables are then the real ones). The generated file must list the slot instances."""
+    import shutil
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
+    pytest.importorskip("elftools", reason="pyelftools is not installed")
+    from backends.cortexm.emulate import emulate
+    from compiler.emulate_cmd import random_c_batches
+    from compiler.interpreter import run
+    from tests.backend.harness import compile_to_c
+
+    rng = np.random.default_rng(21)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 9, 7, 32), 0.02, -3), "x")
+    h = x
+    # the first layer (a 1x1 conv read in place) holds the peak, so the planner keeps every int16 column
+    layers = [((1, 1), 32, 16, 1, (0, 0, 0, 0)), ((3, 3), 16, 16, 1, (1, 1, 1, 1)),
+              ((3, 3), 16, 12, 2, (0, 0, 1, 1)), ((1, 1), 12, 8, 1, (0, 0, 0, 0)), ((5, 3), 8, 16, 1, (2, 0, 2, 2)),
+              ((3, 3), 16, 8, 1, (1, 1, 1, 1))]
+    for i, ((kh, kw), ci, co, s, p) in enumerate(layers):
+        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
+        w = const(g, rng.integers(-127, 128, (co, kh, kw, ci)).astype(np.int8),
+                  TensorType((co, kh, kw, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
+                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        hw = (h.type.shape[1] + p[0] + p[2] - kh) // s + 1, (h.type.shape[2] + p[1] + p[3] - kw) // s + 1
+        attrs: dict = {"pads": p, "strides": (s, s), "byte_column": False}
+        if i == 5:
+            attrs.update(act_min=0.0, act_max=6.0)
+        zp = -128 + 9 * i if i != 2 else 5
+        h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, zp)], attrs, [f"y{i}"]).result
+    g.outputs = [h]
+    verify(g)
+    report = compile_to_c(g, tmp_path / "c")
+    head = (tmp_path / "c" / "mcc_gemm.c").read_text().split("\n", 2)[1]
+    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
+    keys = {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+    assert {(k[0], k[1], *k[3:]) for k in keys} >= {(36, 16, 3, 3, 16, 2), (30, 16, 5, 3, 8, 2)}, keys  # slots
+    assert any(k[3:] == (3, 3, 16, 0) and k[1] == 12 for k in keys), keys  # stride 2: rows expanded, not slots
+    weights = (tmp_path / "c" / "t_weights.c").read_text()
+    assert "defined(MCC_GEMM_FIXED_BUILD)" in weights  # the interleaved arrays
+    batches = random_c_batches(report, 3, seed=8)
+    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
+    assert res.host_identical is True
+    for k in range(3):
+        np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")
+
+
+def test_byte_layout_fallback_keeps_the_undoubled_bias(tmp_path):
+    """When the 16-bit GEMM weights would not fit the flash (``use_narrow_gemm``), the project's kernels read the
+    byte layout, whose fast layers take the plain folded bias: the bias table (doubled for the 16-bit layout) keeps
+    only its byte-layout contents and no fixed-shape arrays stay. The host C equals the interpreter bit for bit."""
+    import dataclasses
+
+    from compiler.driver import CODE_RESERVE_BYTES, LoadedModel, compile_graph, split_io
+    from compiler.interpreter import run
+    from compiler.targets import get_target
+    from tests.backend.harness import run_c
+
+    rng = np.random.default_rng(3)
+    g = Graph("g")
+    x = g.add_input(_t8((1, 6, 5, 16), 0.02, -3), "x")
+    co = 8
+    scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
+    w = const(g, rng.integers(-127, 128, (co, 3, 3, 16)).astype(np.int8),
+              TensorType((co, 3, 3, 16), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
+              TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+    y = g.create("nn.conv2d", [x, w, b], [_t8((1, 6, 5, co), 0.05, 4)], {"pads": (1, 1, 1, 1)}, ["y"]).result
+    g.outputs = [y]
+    verify(g)
+    model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), ((1, 6, 5, 16),), ((1, 6, 5, co),))
+    ins, outs = split_io(g, model)
+    small = dataclasses.replace(get_target("host"), flash_bytes=CODE_RESERVE_BYTES + 1)
+    compile_graph(g.clone(), tmp_path / "c", name="t", target=small, ins=ins, outs=outs, source="test",
+                  opt_level=0, pipeline="")
+    assert "#define MCC_GEMM_NARROW" in (tmp_path / "c" / "mcc_gemm.c").read_text()
+    model_c = (tmp_path / "c" / "t.c").read_text()
+    assert "MCC_GEMM_NARROW" not in model_c and "MCC_GEMM_FIXED_BUILD" not in model_c
+    samples = [rng.integers(-128, 128, (1, 6, 5, 16)).astype(np.int8) for _ in range(3)]
+    got = run_c(tmp_path / "c", g, [np.concatenate(samples)])
+    for k, sample in enumerate(samples):
+        np.testing.assert_array_equal(got[0][k], run(g, [sample])[0], err_msg=f"sample {k}")

@@ -150,12 +150,13 @@ straight code (84 bytes per pair of groups); deeper, a loop of eight groups."""
 
 def fixed_shape(op: Op, depth: int, geometry: dict[str, int], rq_fast: int, act: tuple[int, int],
                 byte_column: bool) -> tuple[int, int, int, int, int, int, int] | None:
-    """The ``(groups, out_c, folded, k_h, k_w, in_c, bytes)`` key of the instance of fixed shape ``mcc_gemm.c``
+    """The ``(groups, out_c, folded, k_h, k_w, in_c, column)`` key of the instance of fixed shape ``mcc_gemm.c``
     compiles for a layer (``MCC_GEMM_SHAPES``, ``mcc_gemm_fixed_layer``), or None when the layer runs the generic
     code. The instances cover the convolutions of ``mcc_gemm_mode`` 1 and 2 (fast requantization, the whole int8
-    range, ``out_c`` a multiple of 4) at most :data:`FIXED_MAX_GROUPS` groups deep, on an int16 column or raw bytes
-    (``byte_column``): a 1x1 window read in place (``k_h`` 0 in the key; ``in_c`` a multiple of 4), or an im2col
-    window of dilation 1."""
+    range, ``out_c`` a multiple of 4) at most :data:`FIXED_MAX_GROUPS` groups deep: a 1x1 window read in place
+    (``k_h`` 0 in the key; ``in_c`` a multiple of 4), or an im2col window of dilation 1. ``column``: 0 an int16
+    column, 1 raw bytes (``byte_column``), 2 an int16 column kept as a ring of window-column slots (stride_w 1 and
+    :func:`slots_fit`; the weights in :func:`slot_order`)."""
     from compiler.ops.conv import gemm_conv_direct
 
     groups, out_c = depth // 4, geometry["out_c"]
@@ -167,7 +168,43 @@ def fixed_shape(op: Op, depth: int, geometry: dict[str, int], rq_fast: int, act:
         return (groups, out_c, folded, 0, 0, 0, column) if geometry["in_c"] == depth else None
     if geometry["dil_h"] != 1 or geometry["dil_w"] != 1:
         return None
-    return groups, out_c, folded, geometry["k_h"], geometry["k_w"], geometry["in_c"], column
+    kh, kw, ic = geometry["k_h"], geometry["k_w"], geometry["in_c"]
+    if not byte_column and geometry["stride_w"] == 1 and slots_fit(kh, kw, ic):
+        column = 2  # the column as a ring of window-column slots
+    return groups, out_c, folded, kh, kw, ic, column
+
+
+def interleaved(shape: tuple[int, int, int, int, int, int, int]) -> bool:
+    """Whether the instance of fixed shape ``shape`` (:func:`fixed_shape`) reads its weights interleaved with the
+    bias and requantization rows (:func:`interleave_block_words`): every instance that runs its blocks of four
+    output channels on an int16 column (``mcc_gemm_fixed_blocks``), not a byte column nor the eight-channel pixel
+    read in place (``mcc_gemm_fixed_g2``). ``mcc_gemm_fixed_layer`` makes the same choice."""
+    groups, _, _, k_h, _, _, column = shape
+    return column != 1 and not (k_h == 0 and groups == 2)
+
+
+def slots_fit(k_h: int, k_w: int, in_c: int) -> bool:
+    """Whether a window on an int16 column can be kept as one slot per window column (``mcc_gemm_fixed_slots``,
+    ``mcc_gemm_slots_fit``): its columns whole pairs of groups (``in_c`` a multiple of 4, ``k_h * in_c`` of 8), at
+    most 16 of them."""
+    return k_w <= 16 and in_c % 4 == 0 and (k_h * in_c) % 8 == 0
+
+
+def slot_order(k_h: int, k_w: int, in_c: int) -> list[int]:
+    """The natural tap index (``(ky * k_w + kx) * in_c + c``) of every position of a column kept as slots (the
+    column kind 2 of :func:`fixed_shape`):
+    window column by window column, each its rows top to bottom."""
+    return [(ky * k_w + kx) * in_c + c for kx in range(k_w) for ky in range(k_h) for c in range(in_c)]
+
+
+def interleave_block_words(wide: np.ndarray, bias: np.ndarray, rq: np.ndarray, out_c: int) -> np.ndarray:
+    """The weight array of an :func:`interleaved` instance: per block of four output channels its four bias words,
+    its 16-bit weight words (:func:`pack_weights`, ``out_c`` a multiple of 4 and no tail taps) and its four
+    requantization rows ``{m, h, r}``, so the kernel walks one pointer through all three."""
+    blocks = out_c // 4
+    w = np.asarray(wide, dtype=np.int32).reshape(blocks, -1)
+    return np.concatenate([np.asarray(bias, dtype=np.int32).reshape(blocks, 4), w,
+                           np.asarray(rq, dtype=np.int32).reshape(blocks, 12)], axis=1).reshape(-1)
 
 
 def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset: int,
@@ -199,11 +236,29 @@ def emit_gemm(op: Op, ctx, weight: Value, w2d: np.ndarray, depth: int, in_offset
                         column=1 if byte_column else 2 if row_split is not None else 0)
     if (shape := fixed_shape(op, depth, geometry, rq_fast, act, byte_column)) is not None:
         ctx.program.gemm_shapes.add(shape)
-    wide = pack_weights(w2d if row_split is None else w2d[:, row_split], depth, narrow=False)
-    wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)))
-    bias_sym = ctx.table("bias", folded, None if np.array_equal(folded, plain) else plain)
+    il = shape is not None and interleaved(shape)
+    # a fast layer's 16-bit weights and bias are doubled: its accumulators are the 2 acc the requantization
+    # multiplies (|acc| < 2^30, fast_layer), so the kernel does not shift them; the byte layout keeps them as they are
+    scale = 2 if rq_fast else 1
+    wide_w = (w2d if row_split is None else w2d[:, row_split]) * scale
+    assert np.all(np.abs(wide_w) < 1 << 15)
+    wide = pack_weights(wide_w, depth, narrow=False)
+    bias2 = (folded.astype(np.int64) * scale).astype(np.int32)
+    # an interleaved instance finds the bias and requantization rows among its weights: its tables are placeholders
+    unused = np.zeros(1, dtype=np.int32) if il else None
+    fixed = None
+    if shape is not None and il:
+        slotted = wide
+        if shape[6] == 2:  # slots of window columns
+            assert row_split is None and depth == w2d.shape[1]
+            slotted = pack_weights(wide_w[:, slot_order(shape[3], shape[4], shape[5])], depth, narrow=False)
+        fixed = interleave_block_words(slotted, bias2, rq, geometry["out_c"])
+    wsym = ctx.weight(weight, wide, (NARROW, pack_weights(w2d, depth, narrow=True)), fixed=fixed)
+    bias_sym = ctx.table("bias", bias2, None if np.array_equal(folded, plain) and scale == 1 else plain,
+                         (NARROW, folded) if scale == 2 else None, fixed=unused)
     ctx.call("mcc_conv_gemm_s8", [params, ctx.cact(op.operands[0]), wsym, bias_sym,
-                                  ctx.table("requant", rq, small), ctx.act(op.result), scratch], "mcc_gemm.c")
+                                  ctx.table("requant", rq, small, fixed=unused), ctx.act(op.result), scratch],
+             "mcc_gemm.c")
 
 
 SIZE_FIRST = "defined(MCC_SIZE_FIRST)"
