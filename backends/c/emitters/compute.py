@@ -112,16 +112,24 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     bias_np = np.zeros(oc, np.int32) if bias_v is None else np.asarray(bias_v, dtype=np.int32)
     rq = depthwise_requant(op, wnp, bias_np, -xzp)
-    if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp)):
+    fast = depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp))
+    if not fast:
         variant += "_any"
     # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
     cache: dict[tuple[object, ...], str] = ctx.__dict__.setdefault("_dw_symbols", {})
-    wkey = ("w", wnp.shape, wnp.tobytes())
+    wkey = ("w", fast, wnp.shape, wnp.tobytes())
     small = _dw_small_requant(op, wnp, bias_np, xzp, yzp)  # a size-first build's table, for both variants
-    if wkey not in cache:
-        cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
+    if wkey not in cache:  # the plain variant's 16-bit weights doubled (see depthwise_fast_weights)
+        cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False, doubled=fast),
                                  (NARROW, depthwise_fast_weights(wnp, narrow=True)))
-    bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
+    if fast:  # its bias doubled too, with the byte layout's plain bias under MCC_GEMM_NARROW
+        bkey = ("b", bias_np.tobytes())
+        if bkey not in cache:
+            doubled = (2 * bias_np.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+            cache[bkey] = ctx.weight(op.operands[2] if len(op.operands) > 2 else w, doubled, (NARROW, bias_np))
+        bias = cache[bkey]
+    else:
+        bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
     if variant.endswith("_any"):
         rq_sym = ctx.table("requant", rq, small)
     else:  # every rounding half is 2^(shift-1): the output zero point folds into it, and a size-first build
@@ -332,12 +340,14 @@ def depthwise_fold_zero_point(rq: np.ndarray, zp: int) -> np.ndarray:
     return t.astype(np.int32).reshape(rq.shape)
 
 
-def depthwise_fast_weights(w: np.ndarray, narrow: bool = False) -> np.ndarray:
+def depthwise_fast_weights(w: np.ndarray, narrow: bool = False, doubled: bool = False) -> np.ndarray:
     """Depthwise weights [1, KH, KW, C] as the specialised kernels read them (``runtime_c/mcc_depthwise.c``), int32
     words: per block of four channels c..c+3 and per tap, the 16-bit pairs ``(w[c], w[c+2])``, ``(w[c+1], w[c+3])``
     (low half first), or with ``narrow`` one word of the four bytes ``w[c..c+3]``; then one word per [tap][channel]
-    for the ``C mod 4`` channels left."""
-    taps = w.reshape(-1, w.shape[-1]).astype(np.int64)
+    for the ``C mod 4`` channels left. With ``doubled`` (the plain variant's 16-bit layout, whose bias the emitter
+    doubles too) every weight is doubled: the kernel then sums the doubled accumulator its requantization takes
+    (exact: the fast form has |accumulator| < 2^30, :func:`depthwise_requant`)."""
+    taps = w.reshape(-1, w.shape[-1]).astype(np.int64) * (2 if doubled and not narrow else 1)
     blocks = taps.shape[1] // 4
     full = taps[:, :blocks * 4].reshape(taps.shape[0], blocks, 4).transpose(1, 0, 2)  # [block, tap, 4]
     if narrow:
