@@ -330,38 +330,55 @@ MCC_DW_INLINE void mcc_dw_row3(int32_t *a, const int8_t **s, const int32_t **wp,
     *s += row; /* from the asm's (opaque) pointer: nothing to hoist */
 }
 
-/* One tap of the whole-window block: LOAD into x, the weights at byte WO of wp. */
-#define MCC_DW_WTAP(LOAD, WO)                                                                                      \
-    LOAD "\n\t"                                                                                                    \
-    "ldrd %[w0], %[w1], [%[wp], #" WO "]\n\t"                                                                      \
-    "sxtab16 %[xe], %[o2], %[x]\n\t"                                                                               \
-    "sxtab16 %[x], %[o2], %[x], ror #8\n\t"                                                                        \
-    "smlabb %[a0], %[xe], %[w0], %[a0]\n\t"                                                                        \
-    "smlatt %[a2], %[xe], %[w0], %[a2]\n\t"                                                                        \
-    "smlabb %[a1], %[x], %[w1], %[a1]\n\t"                                                                         \
-    "smlatt %[a3], %[x], %[w1], %[a3]\n\t"
-#define MCC_DW_WROW(W0, W1, W2)                                                                                    \
-    MCC_DW_WTAP("ldr %[x], [%[s]]", W0)                                                                            \
-    MCC_DW_WTAP("ldr %[x], [%[s], %[ch]]", W1) MCC_DW_WTAP("ldr %[x], [%[s], %[ch], lsl #1]", W2)
-
-/* A block's four accumulators over the whole 3x3 window (all taps inside the input): from the bias words at bias,
-   the rows at s, s + row, s + 2 row, the block's 18 weight words at wp. One asm block, row read from memory
-   (thirteen registers). */
-MCC_DW_INLINE void mcc_dw_win3(int32_t *a, const int32_t *bias, const int8_t *s, const int32_t *wp, int32_t ch,
-                               int32_t row, int32_t off2) {
+/* A block's four accumulators over r rows of n taps (1 to 3 each, compile-time) of a 3x3 window, all inside the
+   input: from the bias words at bias, the rows at s, s + row, ..., the weights from wp on (the window's first tap
+   used; wp then skips the 3 - n taps a row leaves out). One asm block for the whole window, the bias loaded in it:
+   GCC otherwise spills the block loop's pointers around the taps (thirteen registers here). */
+#define MCC_DW_ROWN3 MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2
+#define MCC_DW_ROWN2 MCC_DW_TAP0 MCC_DW_TAP1 "add %[wp], %[wp], #8\n\t"
+#define MCC_DW_ROWN1 MCC_DW_TAP0 "add %[wp], %[wp], #16\n\t"
+#define MCC_DW_NEXT "add %[s], %[s], %[row]\n\t"
+#define MCC_DW_WIN(BODY)                                                                                           \
+    __asm__("ldrd %[a0], %[a1], [%[b]]\n\t"                                                                        \
+            "ldrd %[a2], %[a3], [%[b], #8]\n\t" BODY                                                               \
+            : [a0] "=&r"(a[0]), [a1] "=&r"(a[1]), [a2] "=&r"(a[2]), [a3] "=&r"(a[3]), [s] "+r"(s), [wp] "+r"(wp),  \
+              [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)                                         \
+            : [b] "r"(bias), [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row)                                          \
+            : "memory")
+MCC_DW_INLINE void mcc_dw_win(int32_t *a, const int32_t *bias, const int8_t *s, const int32_t *wp, int32_t ch,
+                              int32_t row, int32_t off2, const int r, const int n) {
     uint32_t x, xe, w0, w1;
-    __asm__("ldrd %[a0], %[a1], [%[b]]\n\t"
-            "ldrd %[a2], %[a3], [%[b], #8]\n\t"
-            MCC_DW_WROW("0", "8", "16") "add %[s], %[s], %[row]\n\t"
-            MCC_DW_WROW("24", "32", "40") "add %[s], %[s], %[row]\n\t"
-            MCC_DW_WROW("48", "56", "64")
-            : [a0] "=&r"(a[0]), [a1] "=&r"(a[1]), [a2] "=&r"(a[2]), [a3] "=&r"(a[3]), [s] "+r"(s),
-              [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)
-            : [b] "r"(bias), [wp] "r"(wp), [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row)
-            : "memory");
+    if (n == 3) {
+        if (r == 3) {
+            MCC_DW_WIN(MCC_DW_ROWN3 MCC_DW_NEXT MCC_DW_ROWN3 MCC_DW_NEXT MCC_DW_ROWN3);
+        } else if (r == 2) {
+            MCC_DW_WIN(MCC_DW_ROWN3 MCC_DW_NEXT MCC_DW_ROWN3);
+        } else {
+            MCC_DW_WIN(MCC_DW_ROWN3);
+        }
+    } else if (n == 2) {
+        if (r == 3) {
+            MCC_DW_WIN(MCC_DW_ROWN2 MCC_DW_NEXT MCC_DW_ROWN2 MCC_DW_NEXT MCC_DW_ROWN2);
+        } else if (r == 2) {
+            MCC_DW_WIN(MCC_DW_ROWN2 MCC_DW_NEXT MCC_DW_ROWN2);
+        } else {
+            MCC_DW_WIN(MCC_DW_ROWN2);
+        }
+    } else {
+        if (r == 3) {
+            MCC_DW_WIN(MCC_DW_ROWN1 MCC_DW_NEXT MCC_DW_ROWN1 MCC_DW_NEXT MCC_DW_ROWN1);
+        } else if (r == 2) {
+            MCC_DW_WIN(MCC_DW_ROWN1 MCC_DW_NEXT MCC_DW_ROWN1);
+        } else {
+            MCC_DW_WIN(MCC_DW_ROWN1);
+        }
+    }
 }
-#undef MCC_DW_WROW
-#undef MCC_DW_WTAP
+#undef MCC_DW_WIN
+#undef MCC_DW_NEXT
+#undef MCC_DW_ROWN1
+#undef MCC_DW_ROWN2
+#undef MCC_DW_ROWN3
 #undef MCC_DW_ROW_OPERANDS
 #undef MCC_DW_TAP0
 #undef MCC_DW_TAP1
@@ -392,9 +409,10 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
         const int8_t *src = in + at + c;
         int32_t a[4];
 #if MCC_DW_ROWS
-        if (KH == 3 && KW == 3 && __builtin_constant_p(ky0 | kx0 | (ky1 ^ 3) | (kx1 ^ 3)) &&
-            (ky0 | kx0 | (ky1 ^ 3) | (kx1 ^ 3)) == 0) { /* an interior pixel: one asm block (mcc_dw_win3) */
-            mcc_dw_win3(a, bias + c, src, wb, ch, row, off2);
+        if (KH == 3 && KW == 3 && __builtin_constant_p(ky0) && __builtin_constant_p(ky1) &&
+            __builtin_constant_p(kx0) && __builtin_constant_p(kx1)) { /* compile-time bounds: one asm block */
+            mcc_dw_win(a, bias + c, src + ky0 * row + kx0 * ch, wb + 2 * (ky0 * 3 + kx0), ch, row, off2, ky1 - ky0,
+                       kx1 - kx0);
             goto requant;
         }
         a[0] = bias[c];
