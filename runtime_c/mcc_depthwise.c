@@ -207,6 +207,18 @@ typedef struct {
 #define MCC_DW_RQ_WORDS(FAST) 3
 #endif
 
+/* The plain variant's speed-first layout (not under MCC_GEMM_NARROW) is one stream (backends/c/emitters/compute.py
+   depthwise_fast_stream): per block of four channels its doubled bias (4 words), its weight pairs (2 per tap,
+   doubled) and its requantization (3 words per channel), so that a block's loop walks one pointer; then for the
+   C mod 4 channels left their weights (one word per [tap][channel]), bias and requantization. The bias and rq
+   arguments are not read then. */
+#if defined(MCC_GEMM_NARROW)
+#define MCC_DW_STREAM(FAST) 0
+#else
+#define MCC_DW_STREAM(FAST) (FAST)
+#endif
+#define MCC_DW_BLOCK_WORDS(FAST, TAPS) (MCC_DW_STREAM(FAST) ? 4 + 2 * (TAPS) + 12 : (TAPS) * MCC_DW_TAP_WORDS)
+
 MCC_DW_INLINE int8_t mcc_dw_out(const mcc_dw_q *p, int32_t acc, const int32_t *rq, const int FAST, const int FULL) {
 #if defined(MCC_GEMM_NARROW)
     const int32_t full[3] = {rq[0], rq[1], FAST ? (int32_t)(1u << (rq[1] - 1)) : rq[2]};
@@ -404,38 +416,42 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
     const int taps = KH * KW;
     const int32_t off2 = mcc_dw_off2(p), off = p->in_offset;
     const int32_t *wb = wq;
-    for (int32_t b = 0; b < blocks; ++b, wb += taps * MCC_DW_TAP_WORDS) {
+    const int stream = MCC_DW_STREAM(FAST);
+    for (int32_t b = 0; b < blocks; ++b, wb += MCC_DW_BLOCK_WORDS(FAST, taps)) {
         const int32_t c = b * 4;
         const int8_t *src = in + at + c;
+        const int32_t *bb = stream ? wb : bias + c;                /* the block's bias */
+        const int32_t *ww = stream ? wb + 4 : wb;                  /* its weights */
+        const int32_t *rb = stream ? wb + 4 + 2 * taps : rq + MCC_DW_RQ_WORDS(FAST) * c; /* its requantization */
         int32_t a[4];
 #if MCC_DW_ROWS
         if (KH == 3 && KW == 3 && __builtin_constant_p(ky0) && __builtin_constant_p(ky1) &&
             __builtin_constant_p(kx0) && __builtin_constant_p(kx1)) { /* compile-time bounds: one asm block */
-            mcc_dw_win(a, bias + c, src + ky0 * row + kx0 * ch, wb + 2 * (ky0 * 3 + kx0), ch, row, off2, ky1 - ky0,
+            mcc_dw_win(a, bb, src + ky0 * row + kx0 * ch, ww + 2 * (ky0 * 3 + kx0), ch, row, off2, ky1 - ky0,
                        kx1 - kx0);
             goto requant;
         }
-        a[0] = bias[c];
-        a[1] = bias[c + 1];
-        a[2] = bias[c + 2];
-        a[3] = bias[c + 3];
+        a[0] = bb[0];
+        a[1] = bb[1];
+        a[2] = bb[2];
+        a[3] = bb[3];
         if (KW == 3) { /* rows of taps in asm from a row pointer (mcc_dw_row3) */
             const int8_t *s = src + ky0 * row + kx0 * ch;
-            const int32_t *wp = wb + 2 * (ky0 * 3 + kx0);
+            const int32_t *wp = ww + 2 * (ky0 * 3 + kx0);
             for (int ky = ky0; ky < ky1; ++ky) {
                 mcc_dw_row3(a, &s, &wp, ch, row, kx1 - kx0, off2);
             }
             goto requant;
         }
 #else
-        a[0] = bias[c];
-        a[1] = bias[c + 1];
-        a[2] = bias[c + 2];
-        a[3] = bias[c + 3];
+        a[0] = bb[0];
+        a[1] = bb[1];
+        a[2] = bb[2];
+        a[3] = bb[3];
 #endif
         for (int ky = ky0; ky < ky1; ++ky) {
             for (int kx = kx0; kx < kx1; ++kx) {
-                mcc_dw_mac4(a, mcc_dw_read32(src + ky * row + kx * ch), wb + (ky * KW + kx) * MCC_DW_TAP_WORDS,
+                mcc_dw_mac4(a, mcc_dw_read32(src + ky * row + kx * ch), ww + (ky * KW + kx) * MCC_DW_TAP_WORDS,
                             off2, off);
             }
         }
@@ -443,20 +459,22 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
     requant:
 #endif
         for (int j = 0; j < 4; ++j) {
-            o[c + j] = mcc_dw_out(&q, a[j], rq + MCC_DW_RQ_WORDS(FAST) * (c + j), FAST, FULL);
+            o[c + j] = mcc_dw_out(&q, a[j], rb + MCC_DW_RQ_WORDS(FAST) * j, FAST, FULL);
         }
     }
     const int32_t rem = ch - blocks * 4;
+    const int32_t *tail = wq + (size_t)blocks * MCC_DW_BLOCK_WORDS(FAST, taps); /* the channels left */
     for (int32_t c = blocks * 4; c < ch; ++c) {
-        const int32_t *wt = wq + (size_t)blocks * MCC_DW_TAP_WORDS * taps + (c - blocks * 4);
-        int32_t acc = bias[c];
+        const int32_t *wt = tail + (c - blocks * 4);
+        const int32_t *rc = stream ? tail + (taps + 1) * rem + 3 * (c - blocks * 4) : rq + MCC_DW_RQ_WORDS(FAST) * c;
+        int32_t acc = stream ? tail[taps * rem + (c - blocks * 4)] : bias[c];
         for (int ky = ky0; ky < ky1; ++ky) {
             for (int kx = kx0; kx < kx1; ++kx) {
                 const int32_t x = in[at + ky * row + kx * ch + c];
                 acc = mcc_add_wrap(acc, (x + off) * wt[(ky * KW + kx) * rem]);
             }
         }
-        o[c] = mcc_dw_out(&q, acc, rq + MCC_DW_RQ_WORDS(FAST) * c, FAST, FULL);
+        o[c] = mcc_dw_out(&q, acc, rc, FAST, FULL);
     }
 }
 
