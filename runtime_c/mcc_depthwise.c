@@ -387,6 +387,44 @@ MCC_DW_INLINE void mcc_dw_win(int32_t *a, const int32_t *bias, const int8_t *s, 
     }
 }
 #undef MCC_DW_WIN
+
+/* One requantized output of the whole-block asm: the channel's {multiplier, shift, rounding half} from wp (which
+   moves past them), SMMLAR on the doubled accumulator A, the sign fix, the shift, SSAT (the whole int8 range), the
+   byte stored at o (which moves on). */
+#define MCC_DW_RQ(A)                                                                                               \
+    "ldrd %[w0], %[w1], [%[wp]], #8\n\t"                                                                           \
+    "ldr %[x], [%[wp]], #4\n\t"                                                                                    \
+    "smmlar %[xe], %[" A "], %[w0], %[x]\n\t"                                                                      \
+    "add %[xe], %[xe], %[" A "], asr #31\n\t"                                                                      \
+    "asr %[xe], %[xe], %[w1]\n\t"                                                                                  \
+    "ssat %[xe], #8, %[xe]\n\t"                                                                                    \
+    "strb %[xe], [%[o]], #1\n\t"
+#define MCC_DW_NEXTM "ldr %[xe], %[row]\n\tadd %[s], %[s], %[xe]\n\t"
+
+/* A whole block of an interior pixel of the plain variant with the whole int8 clamp, from its stream entry at *wp
+   (bias, weights, requantization: *wp then points at the next block's) to its four output bytes at *o (which moves
+   past them); *s, the block's input at the window's top-left tap, moves to the next block's. All in one asm block:
+   the block loop keeps only its end in memory. */
+MCC_DW_INLINE void mcc_dw_blk3_full(const int8_t **s, const int32_t **wp, int8_t **o, int32_t ch, int32_t row,
+                                    int32_t off2) {
+    int32_t a0, a1, a2, a3;
+    uint32_t x, xe, w0, w1;
+    __asm__ volatile( /* volatile: it stores the outputs */
+            "ldrd %[a0], %[a1], [%[wp]], #8\n\t"
+            "ldrd %[a2], %[a3], [%[wp]], #8\n\t"
+            MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2 "add %[s], %[s], %[row]\n\t"
+            MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2 "add %[s], %[s], %[row]\n\t"
+            MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2
+            "sub %[s], %[s], %[row], lsl #1\n\t"
+            "add %[s], %[s], #4\n\t"
+            MCC_DW_RQ("a0") MCC_DW_RQ("a1") MCC_DW_RQ("a2") MCC_DW_RQ("a3")
+            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [s] "+r"(*s), [wp] "+r"(*wp),
+              [o] "+r"(*o), [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)
+            : [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row)
+            : "memory");
+}
+#undef MCC_DW_NEXTM
+#undef MCC_DW_RQ
 #undef MCC_DW_NEXT
 #undef MCC_DW_ROWN1
 #undef MCC_DW_ROWN2
@@ -417,7 +455,18 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
     const int32_t off2 = mcc_dw_off2(p), off = p->in_offset;
     const int32_t *wb = wq;
     const int stream = MCC_DW_STREAM(FAST);
-    for (int32_t b = 0; b < blocks; ++b, wb += MCC_DW_BLOCK_WORDS(FAST, taps)) {
+    int32_t b = 0;
+#if MCC_DW_ROWS
+    if (KH == 3 && KW == 3 && stream && FULL && __builtin_constant_p(ky0 | kx0 | (ky1 ^ 3) | (kx1 ^ 3)) &&
+        (ky0 | kx0 | (ky1 ^ 3) | (kx1 ^ 3)) == 0) { /* an interior pixel: each block one asm block, requantized */
+        const int8_t *s = in + at;
+        int8_t *ob = o;
+        for (; b < blocks; ++b) {
+            mcc_dw_blk3_full(&s, &wb, &ob, ch, row, off2);
+        }
+    }
+#endif
+    for (; b < blocks; ++b, wb += MCC_DW_BLOCK_WORDS(FAST, taps)) {
         const int32_t c = b * 4;
         const int8_t *src = in + at + c;
         const int32_t *bb = stream ? wb : bias + c;                /* the block's bias */
