@@ -423,12 +423,67 @@ MCC_DW_INLINE void mcc_dw_blk3_full(const int8_t **s, const int32_t **wp, int8_t
             : [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row)
             : "memory");
 }
+
+/* The same for a border pixel's window with compile-time bounds, rows [ky0, ky1) x columns [kx0, kx1) of the 3x3
+   window (*s at its first tap): the weights from the window's first tap (K0 bytes past the block's entry), each
+   row's left-out taps skipped, then K1 bytes on to the requantization. */
+#define MCC_DW_LAST2 MCC_DW_TAP0 MCC_DW_TAP1
+#define MCC_DW_LAST1 MCC_DW_TAP0
+#define MCC_DW_NEXTR "add %[s], %[s], %[row]\n\t"
+#define MCC_DW_BLK(BODY, RESTORE)                                                                                  \
+    __asm__ volatile("ldrd %[a0], %[a1], [%[wp]]\n\t"                                                              \
+                     "ldrd %[a2], %[a3], [%[wp], #8]\n\t"                                                          \
+                     "add %[wp], %[wp], %[k0]\n\t" BODY "add %[wp], %[wp], %[k1]\n\t" RESTORE                      \
+                     "add %[s], %[s], #4\n\t" MCC_DW_RQ("a0") MCC_DW_RQ("a1") MCC_DW_RQ("a2") MCC_DW_RQ("a3")      \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [s] "+r"(*s),                \
+                       [wp] "+r"(*wp), [o] "+r"(*o), [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)   \
+                     : [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row), [k0] "i"(K0), [k1] "i"(K1)                    \
+                     : "memory")
+MCC_DW_INLINE void mcc_dw_blk_full(const int8_t **s, const int32_t **wp, int8_t **o, int32_t ch, int32_t row,
+                                   int32_t off2, const int ky0, const int ky1, const int kx0, const int kx1) {
+    int32_t a0, a1, a2, a3;
+    uint32_t x, xe, w0, w1;
+    const int r = ky1 - ky0, n = kx1 - kx0;
+    const int K0 = 16 + 8 * (ky0 * 3 + kx0), K1 = 8 * (9 - ((ky1 - 1) * 3 + kx1));
+    if (n == 3) {
+        if (r == 3) {
+            MCC_DW_BLK(MCC_DW_ROWN3 MCC_DW_NEXTR MCC_DW_ROWN3 MCC_DW_NEXTR MCC_DW_ROWN3,
+                       "sub %[s], %[s], %[row], lsl #1\n\t");
+        } else if (r == 2) {
+            MCC_DW_BLK(MCC_DW_ROWN3 MCC_DW_NEXTR MCC_DW_ROWN3, "sub %[s], %[s], %[row]\n\t");
+        } else {
+            MCC_DW_BLK(MCC_DW_ROWN3, "");
+        }
+    } else if (n == 2) {
+        if (r == 3) {
+            MCC_DW_BLK(MCC_DW_ROWN2 MCC_DW_NEXTR MCC_DW_ROWN2 MCC_DW_NEXTR MCC_DW_LAST2,
+                       "sub %[s], %[s], %[row], lsl #1\n\t");
+        } else if (r == 2) {
+            MCC_DW_BLK(MCC_DW_ROWN2 MCC_DW_NEXTR MCC_DW_LAST2, "sub %[s], %[s], %[row]\n\t");
+        } else {
+            MCC_DW_BLK(MCC_DW_LAST2, "");
+        }
+    } else {
+        if (r == 3) {
+            MCC_DW_BLK(MCC_DW_ROWN1 MCC_DW_NEXTR MCC_DW_ROWN1 MCC_DW_NEXTR MCC_DW_LAST1,
+                       "sub %[s], %[s], %[row], lsl #1\n\t");
+        } else if (r == 2) {
+            MCC_DW_BLK(MCC_DW_ROWN1 MCC_DW_NEXTR MCC_DW_LAST1, "sub %[s], %[s], %[row]\n\t");
+        } else {
+            MCC_DW_BLK(MCC_DW_LAST1, "");
+        }
+    }
+}
+#undef MCC_DW_BLK
+#undef MCC_DW_NEXTR
+#undef MCC_DW_LAST1
+#undef MCC_DW_LAST2
 #undef MCC_DW_NEXTM
 #undef MCC_DW_RQ
-#undef MCC_DW_NEXT
 #undef MCC_DW_ROWN1
 #undef MCC_DW_ROWN2
 #undef MCC_DW_ROWN3
+#undef MCC_DW_NEXT
 #undef MCC_DW_ROW_OPERANDS
 #undef MCC_DW_TAP0
 #undef MCC_DW_TAP1
@@ -463,6 +518,13 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
         int8_t *ob = o;
         for (; b < blocks; ++b) {
             mcc_dw_blk3_full(&s, &wb, &ob, ch, row, off2);
+        }
+    } else if (KH == 3 && KW == 3 && stream && FULL && __builtin_constant_p(ky0) && __builtin_constant_p(ky1) &&
+               __builtin_constant_p(kx0) && __builtin_constant_p(kx1)) { /* a border pixel, compile-time bounds */
+        const int8_t *s = in + at + ky0 * row + kx0 * ch;
+        int8_t *ob = o;
+        for (; b < blocks; ++b) {
+            mcc_dw_blk_full(&s, &wb, &ob, ch, row, off2, ky0, ky1, kx0, kx1);
         }
     }
 #endif
