@@ -148,12 +148,10 @@ MCC_DW_VARIANT(7, 2)
  * One function per (window, stride, requantization) the emitter picks (mcc_depthwise_conv2d_s8_k<K>s<S>[_any]),
  * all instances of mcc_dw_fast below with KH, KW, SH, SW and the requantization kind compile-time constants. The
  * output is walked in raster order (the planner's overlap contract, compiler/overlap.py). A pixel whose window lies
- * inside the input runs the window fully unrolled with no bounds checks, two horizontally adjacent pixels at a
- * time: per block of four channels both pixels' accumulators stay in registers, every input word of the two
- * windows is loaded and unpacked once (for stride 1 the two windows share KW - 1 of their KW + 1 columns), every
- * weight word once; then both pixels' four results are written (the block offset cancels in the overlap bound,
- * so the pair honours the same contract as single pixels). A border pixel runs the same code over the valid part
- * of its window (the padded taps contribute nothing, exactly as TFLite's). The channels beyond the last multiple
+ * inside the input runs the window fully unrolled with no bounds checks, block by block of four channels (the
+ * accumulators in registers, each block's four results written before the next block reads), and a 3x3 window at
+ * speed-first DSP builds in one asm block per block (mcc_dw_win, mcc_dw_blk3_full). A border pixel runs the same
+ * code over the valid part of its window (the padded taps contribute nothing, exactly as TFLite's). The channels beyond the last multiple
  * of four follow each block loop one by one. The input offset is added to each input value (SXTAB16 adds it for
  * free on Armv7E-M), so the bias stays TFLite's own and every pixel is exact.
  *
