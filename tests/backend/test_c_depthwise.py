@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backends.c.emitters.compute import (
+    depthwise_fast_stream,
     depthwise_fast_variant,
     depthwise_fast_weights,
     depthwise_lines,
@@ -70,6 +71,24 @@ def test_weight_order():
     for got, block in ((depthwise_fast_weights(w), wide), (depthwise_fast_weights(w, narrow=True), narrow)):
         assert got.dtype == np.int32
         assert got.view(np.uint32).tolist() == block + rest
+
+
+def test_stream_order():
+    """The plain variant's speed-first stream: per block of four channels the doubled bias, the doubled weight pairs
+    and the requantization rows, then the channels left (weights, bias, requantization)."""
+    w = (np.arange(2 * 2 * 6) - 12).astype(np.int8).reshape(1, 2, 2, 6)
+    bias = np.array([5, -7, 2**30, -(2**30) - 3, 11, -13], np.int32)  # doubling wraps like the C sum
+    folded = np.arange(18, dtype=np.int32).reshape(6, 3) * 1000 - 7000
+    got = depthwise_fast_stream(w, bias, folded).view(np.uint32).tolist()
+    wide2 = depthwise_fast_weights(w, doubled=True).view(np.uint32).tolist()
+    assert wide2 == depthwise_fast_weights(w.astype(np.int16) * 2).view(np.uint32).tolist()
+
+    def u(v: int) -> int:
+        return int(v) & 0xFFFFFFFF
+
+    block = [u(2 * int(b)) for b in bias[:4]] + wide2[:8] + [u(v) for v in folded[:4].reshape(-1)]
+    tail = wide2[8:] + [u(2 * int(b)) for b in bias[4:]] + [u(v) for v in folded[4:].reshape(-1)]
+    assert got == block + tail
 
 
 @pytest.mark.parametrize("k, s, mult, dil, wzp, want", [
