@@ -51,10 +51,12 @@ static inline int32_t mcc_requant_rq(int32_t acc, const int32_t *rq, const int F
 }
 
 /* Specialised nn.depthwise_conv2d for depth multiplier 1, dilation 1, weight zero point 0 and a K x K window with
-   stride S (K in 3, 5, 7; S in 1, 2): the window unrolled inside the input, two pixels at a time, the border apart,
-   four channels per step. wq holds the weights packed as int32 words in the kernel's own order (mcc_depthwise.c),
+   stride S (K in 3, 5, 7; S in 1, 2): the window unrolled inside the input, the border apart, four channels per
+   step. wq holds the weights packed as int32 words in the kernel's own order (mcc_depthwise.c),
    rq three requantization words per channel (multiplier, shift, rounding half); bias must not be NULL. The plain
-   variant requires every channel's fast requantization (rounding half > 0), the _any variant takes any. */
+   variant requires every channel's fast requantization (rounding half > 0), the _any variant takes any; the plain
+   variant's speed-first layout (not MCC_GEMM_NARROW) has bias, weights and requantization in wq (one stream per
+   block of four channels) and reads neither bias nor rq. */
 /* The parameters of the specialised kernels: all of mcc_conv_params, or in a size-first build only what its compact
    kernel reads (the emitter leaves the other fields out there; the window and stride are in the kernel's name, the
    output zero point in the requantization table). */

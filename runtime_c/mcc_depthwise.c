@@ -148,12 +148,10 @@ MCC_DW_VARIANT(7, 2)
  * One function per (window, stride, requantization) the emitter picks (mcc_depthwise_conv2d_s8_k<K>s<S>[_any]),
  * all instances of mcc_dw_fast below with KH, KW, SH, SW and the requantization kind compile-time constants. The
  * output is walked in raster order (the planner's overlap contract, compiler/overlap.py). A pixel whose window lies
- * inside the input runs the window fully unrolled with no bounds checks, two horizontally adjacent pixels at a
- * time: per block of four channels both pixels' accumulators stay in registers, every input word of the two
- * windows is loaded and unpacked once (for stride 1 the two windows share KW - 1 of their KW + 1 columns), every
- * weight word once; then both pixels' four results are written (the block offset cancels in the overlap bound,
- * so the pair honours the same contract as single pixels). A border pixel runs the same code over the valid part
- * of its window (the padded taps contribute nothing, exactly as TFLite's). The channels beyond the last multiple
+ * inside the input runs the window fully unrolled with no bounds checks, block by block of four channels (the
+ * accumulators in registers, each block's four results written before the next block reads), and a 3x3 window at
+ * speed-first DSP builds in one asm block per block (mcc_dw_win, mcc_dw_blk3_full). A border pixel runs the same
+ * code over the valid part of its window (the padded taps contribute nothing, exactly as TFLite's). The channels beyond the last multiple
  * of four follow each block loop one by one. The input offset is added to each input value (SXTAB16 adds it for
  * free on Armv7E-M), so the bias stays TFLite's own and every pixel is exact.
  *
@@ -161,7 +159,8 @@ MCC_DW_VARIANT(7, 2)
  * for each block of four channels c..c+3 and each tap t (row-major over the window), either two words holding the
  * 16-bit pairs (w[t][c], w[t][c+2]) and (w[t][c+1], w[t][c+3]) (the lanes of SXTB16's even/odd split), or, under
  * MCC_GEMM_NARROW (size-first builds), one word with the four bytes w[t][c..c+3], unpacked by SXTB16; then, for the
- * C mod 4 remaining channels, one word per [tap][channel].
+ * C mod 4 remaining channels, one word per [tap][channel]. The plain variant's 16-bit weights and its bias are
+ * doubled (not under MCC_GEMM_NARROW): its accumulators are the doubled ones its requantization takes.
  *
  * Requantization (rq: three words per channel, backends/c/emitters/gemm.py requant_table, the plain variant's with
  * the output zero point folded into the rounding half; two in a size-first build's plain variant, MCC_DW_RQ_WORDS,
@@ -206,13 +205,37 @@ typedef struct {
 #define MCC_DW_RQ_WORDS(FAST) 3
 #endif
 
+/* The plain variant's speed-first layout (not under MCC_GEMM_NARROW) is one stream (backends/c/emitters/compute.py
+   depthwise_fast_stream): per block of four channels its doubled bias (4 words), its weight pairs (2 per tap,
+   doubled) and its requantization (3 words per channel), so that a block's loop walks one pointer; then for the
+   C mod 4 channels left their weights (one word per [tap][channel]), bias and requantization. The bias and rq
+   arguments are not read then. */
+#if defined(MCC_GEMM_NARROW)
+#define MCC_DW_STREAM(FAST) 0
+#else
+#define MCC_DW_STREAM(FAST) (FAST)
+#endif
+#define MCC_DW_BLOCK_WORDS(FAST, TAPS) (MCC_DW_STREAM(FAST) ? 4 + 2 * (TAPS) + 12 : (TAPS) * MCC_DW_TAP_WORDS)
+
 MCC_DW_INLINE int8_t mcc_dw_out(const mcc_dw_q *p, int32_t acc, const int32_t *rq, const int FAST, const int FULL) {
 #if defined(MCC_GEMM_NARROW)
     const int32_t full[3] = {rq[0], rq[1], FAST ? (int32_t)(1u << (rq[1] - 1)) : rq[2]};
     int32_t v = mcc_requant_rq(acc, full, FAST) + p->zp;
 #else
-    /* the plain variant's table has the zero point folded into the rounding half (2^(r-1) + zp * 2^r) */
-    int32_t v = FAST ? mcc_requant_rq(acc, rq, 1) : mcc_requant_rq(acc, rq, 0) + p->zp;
+    /* the plain variant's table has the zero point folded into the rounding half (2^(r-1) + zp * 2^r), and its
+       weights and bias are doubled: acc is already the doubled accumulator SMMLAR takes (mcc_requant_rq) */
+    int32_t v;
+    if (FAST) {
+#if defined(__ARM_FEATURE_DSP)
+        int32_t t;
+        __asm__("smmlar %0, %1, %2, %3" : "=r"(t) : "r"(acc), "r"(rq[0]), "r"(rq[2]));
+#else
+        const int32_t t = (int32_t)((((int64_t)acc * rq[0]) + (int64_t)rq[2] * ((int64_t)1 << 32) + 0x80000000LL) >> 32);
+#endif
+        v = (t + (acc >> 31)) >> rq[1];
+    } else {
+        v = mcc_requant_rq(acc, rq, 0) + p->zp;
+    }
 #endif
 #if defined(__ARM_FEATURE_DSP)
     v = __ssat(v, 8);
@@ -277,6 +300,197 @@ MCC_DW_INLINE void mcc_dw_mac4(int32_t *a, uint32_t x, const int32_t *wt, int32_
 #endif
 }
 
+#if defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__) && !defined(MCC_GEMM_NARROW) &&                           \
+    (defined(__GNUC__) || defined(__clang__))
+#define MCC_DW_ROWS 1
+/* One tap of a window row in asm: LOAD reads the input word into x, then the tap's two weight words (at *wp, which
+   moves past them) multiply its four channels into the block's accumulators (the lanes of mcc_dw_mac4). */
+#define MCC_DW_TAP(LOAD)                                                                                           \
+    LOAD "\n\t"                                                                                                    \
+    "ldrd %[w0], %[w1], [%[wp]], #8\n\t"                                                                           \
+    "sxtab16 %[xe], %[o2], %[x]\n\t"                                                                               \
+    "sxtab16 %[x], %[o2], %[x], ror #8\n\t"                                                                        \
+    "smlabb %[a0], %[xe], %[w0], %[a0]\n\t"                                                                        \
+    "smlatt %[a2], %[xe], %[w0], %[a2]\n\t"                                                                        \
+    "smlabb %[a1], %[x], %[w1], %[a1]\n\t"                                                                         \
+    "smlatt %[a3], %[x], %[w1], %[a3]\n\t"
+#define MCC_DW_TAP0 MCC_DW_TAP("ldr %[x], [%[s]]")
+#define MCC_DW_TAP1 MCC_DW_TAP("ldr %[x], [%[s], %[ch]]")
+#define MCC_DW_TAP2 MCC_DW_TAP("ldr %[x], [%[s], %[ch], lsl #1]")
+#define MCC_DW_ROW_OPERANDS                                                                                        \
+    : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [s] "+r"(*s), [wp] "+r"(*wp),            \
+      [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)                                                 \
+    : [ch] "r"(ch), [o2] "r"(off2)                                                                \
+    : "memory"
+
+/* A block's accumulators += n taps (1 to 3) of one window row of a 3-wide window: the input words at *s, *s + ch,
+   *s + 2 ch, the weights from *wp on; then *s moves one input row down and *wp to the same column of the next
+   window row. One asm block per row: the taps' addresses are the row pointer plus ch (no per-tap offsets for GCC to
+   keep live across the block loop, which it spills), the weights post-incremented. */
+MCC_DW_INLINE void mcc_dw_row3(int32_t *a, const int8_t **s, const int32_t **wp, int32_t ch, int32_t row, int n,
+                               int32_t off2) {
+    uint32_t x, xe, w0, w1;
+    if (n == 3) {
+        __asm__(MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2 MCC_DW_ROW_OPERANDS);
+    } else if (n == 2) {
+        __asm__(MCC_DW_TAP0 MCC_DW_TAP1 "add %[wp], %[wp], #8" MCC_DW_ROW_OPERANDS);
+    } else {
+        __asm__(MCC_DW_TAP0 "add %[wp], %[wp], #16" MCC_DW_ROW_OPERANDS);
+    }
+    *s += row; /* from the asm's (opaque) pointer: nothing to hoist */
+}
+
+/* A block's four accumulators over r rows of n taps (1 to 3 each, compile-time) of a 3x3 window, all inside the
+   input: from the bias words at bias, the rows at s, s + row, ..., the weights from wp on (the window's first tap
+   used; wp then skips the 3 - n taps a row leaves out). One asm block for the whole window, the bias loaded in it:
+   GCC otherwise spills the block loop's pointers around the taps (thirteen registers here). */
+#define MCC_DW_ROWN3 MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2
+#define MCC_DW_ROWN2 MCC_DW_TAP0 MCC_DW_TAP1 "add %[wp], %[wp], #8\n\t"
+#define MCC_DW_ROWN1 MCC_DW_TAP0 "add %[wp], %[wp], #16\n\t"
+#define MCC_DW_NEXT "add %[s], %[s], %[row]\n\t"
+#define MCC_DW_WIN(BODY)                                                                                           \
+    __asm__("ldrd %[a0], %[a1], [%[b]]\n\t"                                                                        \
+            "ldrd %[a2], %[a3], [%[b], #8]\n\t" BODY                                                               \
+            : [a0] "=&r"(a[0]), [a1] "=&r"(a[1]), [a2] "=&r"(a[2]), [a3] "=&r"(a[3]), [s] "+r"(s), [wp] "+r"(wp),  \
+              [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)                                         \
+            : [b] "r"(bias), [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row)                                          \
+            : "memory")
+MCC_DW_INLINE void mcc_dw_win(int32_t *a, const int32_t *bias, const int8_t *s, const int32_t *wp, int32_t ch,
+                              int32_t row, int32_t off2, const int r, const int n) {
+    uint32_t x, xe, w0, w1;
+    if (n == 3) {
+        if (r == 3) {
+            MCC_DW_WIN(MCC_DW_ROWN3 MCC_DW_NEXT MCC_DW_ROWN3 MCC_DW_NEXT MCC_DW_ROWN3);
+        } else if (r == 2) {
+            MCC_DW_WIN(MCC_DW_ROWN3 MCC_DW_NEXT MCC_DW_ROWN3);
+        } else {
+            MCC_DW_WIN(MCC_DW_ROWN3);
+        }
+    } else if (n == 2) {
+        if (r == 3) {
+            MCC_DW_WIN(MCC_DW_ROWN2 MCC_DW_NEXT MCC_DW_ROWN2 MCC_DW_NEXT MCC_DW_ROWN2);
+        } else if (r == 2) {
+            MCC_DW_WIN(MCC_DW_ROWN2 MCC_DW_NEXT MCC_DW_ROWN2);
+        } else {
+            MCC_DW_WIN(MCC_DW_ROWN2);
+        }
+    } else {
+        if (r == 3) {
+            MCC_DW_WIN(MCC_DW_ROWN1 MCC_DW_NEXT MCC_DW_ROWN1 MCC_DW_NEXT MCC_DW_ROWN1);
+        } else if (r == 2) {
+            MCC_DW_WIN(MCC_DW_ROWN1 MCC_DW_NEXT MCC_DW_ROWN1);
+        } else {
+            MCC_DW_WIN(MCC_DW_ROWN1);
+        }
+    }
+}
+#undef MCC_DW_WIN
+
+/* One requantized output of the whole-block asm: the channel's {multiplier, shift, rounding half} from wp (which
+   moves past them), SMMLAR on the doubled accumulator A, the sign fix, the shift, SSAT (the whole int8 range), the
+   byte stored at o (which moves on). */
+#define MCC_DW_RQ(A)                                                                                               \
+    "ldrd %[w0], %[w1], [%[wp]], #8\n\t"                                                                           \
+    "ldr %[x], [%[wp]], #4\n\t"                                                                                    \
+    "smmlar %[xe], %[" A "], %[w0], %[x]\n\t"                                                                      \
+    "add %[xe], %[xe], %[" A "], asr #31\n\t"                                                                      \
+    "asr %[xe], %[xe], %[w1]\n\t"                                                                                  \
+    "ssat %[xe], #8, %[xe]\n\t"                                                                                    \
+    "strb %[xe], [%[o]], #1\n\t"
+#define MCC_DW_NEXTM "ldr %[xe], %[row]\n\tadd %[s], %[s], %[xe]\n\t"
+
+/* A whole block of an interior pixel of the plain variant with the whole int8 clamp, from its stream entry at *wp
+   (bias, weights, requantization: *wp then points at the next block's) to its four output bytes at *o (which moves
+   past them); *s, the block's input at the window's top-left tap, moves to the next block's. All in one asm block:
+   the block loop keeps only its end in memory. */
+MCC_DW_INLINE void mcc_dw_blk3_full(const int8_t **s, const int32_t **wp, int8_t **o, int32_t ch, int32_t row,
+                                    int32_t off2) {
+    int32_t a0, a1, a2, a3;
+    uint32_t x, xe, w0, w1;
+    __asm__ volatile( /* volatile: it stores the outputs */
+            "ldrd %[a0], %[a1], [%[wp]], #8\n\t"
+            "ldrd %[a2], %[a3], [%[wp]], #8\n\t"
+            MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2 "add %[s], %[s], %[row]\n\t"
+            MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2 "add %[s], %[s], %[row]\n\t"
+            MCC_DW_TAP0 MCC_DW_TAP1 MCC_DW_TAP2
+            "sub %[s], %[s], %[row], lsl #1\n\t"
+            "add %[s], %[s], #4\n\t"
+            MCC_DW_RQ("a0") MCC_DW_RQ("a1") MCC_DW_RQ("a2") MCC_DW_RQ("a3")
+            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [s] "+r"(*s), [wp] "+r"(*wp),
+              [o] "+r"(*o), [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)
+            : [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row)
+            : "memory");
+}
+
+/* The same for a border pixel's window with compile-time bounds, rows [ky0, ky1) x columns [kx0, kx1) of the 3x3
+   window (*s at its first tap): the weights from the window's first tap (K0 bytes past the block's entry), each
+   row's left-out taps skipped, then K1 bytes on to the requantization. */
+#define MCC_DW_LAST2 MCC_DW_TAP0 MCC_DW_TAP1
+#define MCC_DW_LAST1 MCC_DW_TAP0
+#define MCC_DW_NEXTR "add %[s], %[s], %[row]\n\t"
+#define MCC_DW_BLK(BODY, RESTORE)                                                                                  \
+    __asm__ volatile("ldrd %[a0], %[a1], [%[wp]]\n\t"                                                              \
+                     "ldrd %[a2], %[a3], [%[wp], #8]\n\t"                                                          \
+                     "add %[wp], %[wp], %[k0]\n\t" BODY "add %[wp], %[wp], %[k1]\n\t" RESTORE                      \
+                     "add %[s], %[s], #4\n\t" MCC_DW_RQ("a0") MCC_DW_RQ("a1") MCC_DW_RQ("a2") MCC_DW_RQ("a3")      \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [s] "+r"(*s),                \
+                       [wp] "+r"(*wp), [o] "+r"(*o), [x] "=&r"(x), [xe] "=&r"(xe), [w0] "=&r"(w0), [w1] "=&r"(w1)   \
+                     : [ch] "r"(ch), [o2] "r"(off2), [row] "r"(row), [k0] "i"(K0), [k1] "i"(K1)                    \
+                     : "memory")
+MCC_DW_INLINE void mcc_dw_blk_full(const int8_t **s, const int32_t **wp, int8_t **o, int32_t ch, int32_t row,
+                                   int32_t off2, const int ky0, const int ky1, const int kx0, const int kx1) {
+    int32_t a0, a1, a2, a3;
+    uint32_t x, xe, w0, w1;
+    const int r = ky1 - ky0, n = kx1 - kx0;
+    const int K0 = 16 + 8 * (ky0 * 3 + kx0), K1 = 8 * (9 - ((ky1 - 1) * 3 + kx1));
+    if (n == 3) {
+        if (r == 3) {
+            MCC_DW_BLK(MCC_DW_ROWN3 MCC_DW_NEXTR MCC_DW_ROWN3 MCC_DW_NEXTR MCC_DW_ROWN3,
+                       "sub %[s], %[s], %[row], lsl #1\n\t");
+        } else if (r == 2) {
+            MCC_DW_BLK(MCC_DW_ROWN3 MCC_DW_NEXTR MCC_DW_ROWN3, "sub %[s], %[s], %[row]\n\t");
+        } else {
+            MCC_DW_BLK(MCC_DW_ROWN3, "");
+        }
+    } else if (n == 2) {
+        if (r == 3) {
+            MCC_DW_BLK(MCC_DW_ROWN2 MCC_DW_NEXTR MCC_DW_ROWN2 MCC_DW_NEXTR MCC_DW_LAST2,
+                       "sub %[s], %[s], %[row], lsl #1\n\t");
+        } else if (r == 2) {
+            MCC_DW_BLK(MCC_DW_ROWN2 MCC_DW_NEXTR MCC_DW_LAST2, "sub %[s], %[s], %[row]\n\t");
+        } else {
+            MCC_DW_BLK(MCC_DW_LAST2, "");
+        }
+    } else {
+        if (r == 3) {
+            MCC_DW_BLK(MCC_DW_ROWN1 MCC_DW_NEXTR MCC_DW_ROWN1 MCC_DW_NEXTR MCC_DW_LAST1,
+                       "sub %[s], %[s], %[row], lsl #1\n\t");
+        } else if (r == 2) {
+            MCC_DW_BLK(MCC_DW_ROWN1 MCC_DW_NEXTR MCC_DW_LAST1, "sub %[s], %[s], %[row]\n\t");
+        } else {
+            MCC_DW_BLK(MCC_DW_LAST1, "");
+        }
+    }
+}
+#undef MCC_DW_BLK
+#undef MCC_DW_NEXTR
+#undef MCC_DW_LAST1
+#undef MCC_DW_LAST2
+#undef MCC_DW_NEXTM
+#undef MCC_DW_RQ
+#undef MCC_DW_ROWN1
+#undef MCC_DW_ROWN2
+#undef MCC_DW_ROWN3
+#undef MCC_DW_NEXT
+#undef MCC_DW_ROW_OPERANDS
+#undef MCC_DW_TAP0
+#undef MCC_DW_TAP1
+#undef MCC_DW_TAP2
+#undef MCC_DW_TAP
+#else
+#define MCC_DW_ROWS 0
+#endif
+
 MCC_DW_INLINE int32_t mcc_dw_off2(const mcc_conv_params *p) {
     return (int32_t)(((uint32_t)p->in_offset & 0xFFFFu) * 0x10001u);
 }
@@ -293,31 +507,83 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
     const int taps = KH * KW;
     const int32_t off2 = mcc_dw_off2(p), off = p->in_offset;
     const int32_t *wb = wq;
-    for (int32_t b = 0; b < blocks; ++b, wb += taps * MCC_DW_TAP_WORDS) {
+    const int stream = MCC_DW_STREAM(FAST);
+    int32_t b = 0;
+#if MCC_DW_ROWS
+    if (KH == 3 && KW == 3 && stream && FULL && __builtin_constant_p(ky0 | kx0 | (ky1 ^ 3) | (kx1 ^ 3)) &&
+        (ky0 | kx0 | (ky1 ^ 3) | (kx1 ^ 3)) == 0) { /* an interior pixel: each block one asm block, requantized */
+        const int8_t *s = in + at;
+        int8_t *ob = o;
+        for (; b < blocks; ++b) {
+            mcc_dw_blk3_full(&s, &wb, &ob, ch, row, off2);
+        }
+    } else if (KH == 3 && KW == 3 && stream && FULL && __builtin_constant_p(ky0) && __builtin_constant_p(ky1) &&
+               __builtin_constant_p(kx0) && __builtin_constant_p(kx1)) { /* a border pixel, compile-time bounds */
+        const int8_t *s = in + at + ky0 * row + kx0 * ch;
+        int8_t *ob = o;
+        for (; b < blocks; ++b) {
+            mcc_dw_blk_full(&s, &wb, &ob, ch, row, off2, ky0, ky1, kx0, kx1);
+        }
+    }
+#endif
+    for (; b < blocks; ++b, wb += MCC_DW_BLOCK_WORDS(FAST, taps)) {
         const int32_t c = b * 4;
         const int8_t *src = in + at + c;
-        int32_t a[4] = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
+        const int32_t *bb = stream ? wb : bias + c;                /* the block's bias */
+        const int32_t *ww = stream ? wb + 4 : wb;                  /* its weights */
+        const int32_t *rb = stream ? wb + 4 + 2 * taps : rq + MCC_DW_RQ_WORDS(FAST) * c; /* its requantization */
+        int32_t a[4];
+#if MCC_DW_ROWS
+        if (KH == 3 && KW == 3 && __builtin_constant_p(ky0) && __builtin_constant_p(ky1) &&
+            __builtin_constant_p(kx0) && __builtin_constant_p(kx1)) { /* compile-time bounds: one asm block */
+            mcc_dw_win(a, bb, src + ky0 * row + kx0 * ch, ww + 2 * (ky0 * 3 + kx0), ch, row, off2, ky1 - ky0,
+                       kx1 - kx0);
+            goto requant;
+        }
+        a[0] = bb[0];
+        a[1] = bb[1];
+        a[2] = bb[2];
+        a[3] = bb[3];
+        if (KW == 3) { /* rows of taps in asm from a row pointer (mcc_dw_row3) */
+            const int8_t *s = src + ky0 * row + kx0 * ch;
+            const int32_t *wp = ww + 2 * (ky0 * 3 + kx0);
+            for (int ky = ky0; ky < ky1; ++ky) {
+                mcc_dw_row3(a, &s, &wp, ch, row, kx1 - kx0, off2);
+            }
+            goto requant;
+        }
+#else
+        a[0] = bb[0];
+        a[1] = bb[1];
+        a[2] = bb[2];
+        a[3] = bb[3];
+#endif
         for (int ky = ky0; ky < ky1; ++ky) {
             for (int kx = kx0; kx < kx1; ++kx) {
-                mcc_dw_mac4(a, mcc_dw_read32(src + ky * row + kx * ch), wb + (ky * KW + kx) * MCC_DW_TAP_WORDS,
+                mcc_dw_mac4(a, mcc_dw_read32(src + ky * row + kx * ch), ww + (ky * KW + kx) * MCC_DW_TAP_WORDS,
                             off2, off);
             }
         }
+#if MCC_DW_ROWS
+    requant:
+#endif
         for (int j = 0; j < 4; ++j) {
-            o[c + j] = mcc_dw_out(&q, a[j], rq + MCC_DW_RQ_WORDS(FAST) * (c + j), FAST, FULL);
+            o[c + j] = mcc_dw_out(&q, a[j], rb + MCC_DW_RQ_WORDS(FAST) * j, FAST, FULL);
         }
     }
     const int32_t rem = ch - blocks * 4;
+    const int32_t *tail = wq + (size_t)blocks * MCC_DW_BLOCK_WORDS(FAST, taps); /* the channels left */
     for (int32_t c = blocks * 4; c < ch; ++c) {
-        const int32_t *wt = wq + (size_t)blocks * MCC_DW_TAP_WORDS * taps + (c - blocks * 4);
-        int32_t acc = bias[c];
+        const int32_t *wt = tail + (c - blocks * 4);
+        const int32_t *rc = stream ? tail + (taps + 1) * rem + 3 * (c - blocks * 4) : rq + MCC_DW_RQ_WORDS(FAST) * c;
+        int32_t acc = stream ? tail[taps * rem + (c - blocks * 4)] : bias[c];
         for (int ky = ky0; ky < ky1; ++ky) {
             for (int kx = kx0; kx < kx1; ++kx) {
                 const int32_t x = in[at + ky * row + kx * ch + c];
                 acc = mcc_add_wrap(acc, (x + off) * wt[(ky * KW + kx) * rem]);
             }
         }
-        o[c] = mcc_dw_out(&q, acc, rq + MCC_DW_RQ_WORDS(FAST) * c, FAST, FULL);
+        o[c] = mcc_dw_out(&q, acc, rc, FAST, FULL);
     }
 }
 
@@ -327,11 +593,11 @@ MCC_DW_INLINE void mcc_dw_pixel(const mcc_conv_params *p, const int8_t *in, int3
    so does the _any variant, which only rare layers need). */
 #define MCC_DW_CLIP(T, B, L, R)                                                                                    \
     case (T) | (B) << 1 | (L) << 2 | (R) << 3:                                                                     \
-        mcc_dw_pixel(p, in, at, wq, bias, rq, o, KH, KW, T, KH - 1 + (B), L, KW - 1 + (R), FAST, 0);              \
+        mcc_dw_pixel(p, in, at, wq, bias, rq, o, KH, KW, T, KH - 1 + (B), L, KW - 1 + (R), FAST, FULL);           \
         return;
 MCC_DW_INLINE void mcc_dw_border_body(const mcc_conv_params *p, const int8_t *in, int32_t at, const int32_t *wq,
                                  const int32_t *bias, const int32_t *rq, int8_t *o, const int KH, const int KW,
-                                 int ky0, int ky1, int kx0, int kx1, const int FAST) {
+                                 int ky0, int ky1, int kx0, int kx1, const int FAST, const int FULL) {
 #if !defined(__OPTIMIZE_SIZE__)
     if (FAST && KH == 3 && KW == 3 && ky0 <= 1 && ky1 >= 2 && kx0 <= 1 && kx1 >= 2) {
         switch (ky0 | (ky1 == KH) << 1 | kx0 << 2 | (kx1 == KW) << 3) {
@@ -344,41 +610,58 @@ MCC_DW_INLINE void mcc_dw_border_body(const mcc_conv_params *p, const int8_t *in
         }
     }
 #endif
-    mcc_dw_pixel(p, in, at, wq, bias, rq, o, KH, KW, ky0, ky1, kx0, kx1, FAST, 0);
+    mcc_dw_pixel(p, in, at, wq, bias, rq, o, KH, KW, ky0, ky1, kx0, kx1, FAST, FULL);
 }
 #undef MCC_DW_CLIP
 
-/* One out-of-line instance per window size and requantization kind (border pixels are few: no need to inline). */
-#if defined(__GNUC__) || defined(__clang__)
+/* One out-of-line instance per window size and requantization kind (border pixels are few: no need to inline), and
+   for the plain 3x3 variant at speed-first DSP builds one more for the whole int8 clamp (SSAT alone: on small maps
+   most pixels are border pixels). */
+#if defined(__GNUC__) && !defined(__clang__) /* no constant-propagated copies either: one instance, one copy */
+#define MCC_DW_NOINLINE __attribute__((noinline, noclone))
+#elif defined(__clang__)
 #define MCC_DW_NOINLINE __attribute__((noinline))
 #else
 #define MCC_DW_NOINLINE
 #endif
-#define MCC_DW_BORDER(K, FAST)                                                                                     \
-    static MCC_DW_NOINLINE void mcc_dw_border_k##K##_##FAST(const mcc_conv_params *p, const int8_t *in,           \
+#define MCC_DW_BORDER(K, FAST, FULL)                                                                               \
+    static MCC_DW_NOINLINE void mcc_dw_border_k##K##_##FAST##FULL(const mcc_conv_params *p, const int8_t *in,     \
                                                             int32_t at, const int32_t *wq, const int32_t *bias,    \
                                                             const int32_t *rq, int8_t *o, int ky0, int ky1,        \
                                                             int kx0, int kx1) {                                    \
-        mcc_dw_border_body(p, in, at, wq, bias, rq, o, K, K, ky0, ky1, kx0, kx1, FAST);                            \
+        mcc_dw_border_body(p, in, at, wq, bias, rq, o, K, K, ky0, ky1, kx0, kx1, FAST, FULL);                      \
     }
-MCC_DW_BORDER(3, 0)
-MCC_DW_BORDER(3, 1)
-MCC_DW_BORDER(5, 0)
-MCC_DW_BORDER(5, 1)
-MCC_DW_BORDER(7, 0)
-MCC_DW_BORDER(7, 1)
+MCC_DW_BORDER(3, 0, 0)
+MCC_DW_BORDER(3, 1, 0)
+MCC_DW_BORDER(5, 0, 0)
+MCC_DW_BORDER(5, 1, 0)
+MCC_DW_BORDER(7, 0, 0)
+MCC_DW_BORDER(7, 1, 0)
+#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__) /* the only builds with FULL instances */
+#define MCC_DW_BORDER_FULL 1
+MCC_DW_BORDER(3, 1, 1)
+#else
+#define MCC_DW_BORDER_FULL 0
+#endif
 #undef MCC_DW_BORDER
 
-/* The border instance of a (square) window: the compile-time K and FAST select it, the rest folds away. */
+/* The border instance of a (square) window: the compile-time K, FAST and FULL select it, the rest folds away. */
 MCC_DW_INLINE void mcc_dw_border(const mcc_conv_params *p, const int8_t *in, int32_t at, const int32_t *wq,
                                  const int32_t *bias, const int32_t *rq, int8_t *o, const int KH, const int KW,
-                                 int ky0, int ky1, int kx0, int kx1, const int FAST) {
+                                 int ky0, int ky1, int kx0, int kx1, const int FAST, const int FULL) {
     (void)KW;
     void (*fn)(const mcc_conv_params *, const int8_t *, int32_t, const int32_t *, const int32_t *,
                const int32_t *, int8_t *, int, int, int, int) =
-        KH == 3 ? (FAST ? mcc_dw_border_k3_1 : mcc_dw_border_k3_0)
-                : KH == 5 ? (FAST ? mcc_dw_border_k5_1 : mcc_dw_border_k5_0)
-                          : (FAST ? mcc_dw_border_k7_1 : mcc_dw_border_k7_0);
+        KH == 3 ? (FAST ? mcc_dw_border_k3_10 : mcc_dw_border_k3_00)
+                : KH == 5 ? (FAST ? mcc_dw_border_k5_10 : mcc_dw_border_k5_00)
+                          : (FAST ? mcc_dw_border_k7_10 : mcc_dw_border_k7_00);
+#if MCC_DW_BORDER_FULL
+    if (KH == 3 && FAST && FULL) {
+        fn = mcc_dw_border_k3_11;
+    }
+#else
+    (void)FULL;
+#endif
     fn(p, in, at, wq, bias, rq, o, ky0, ky1, kx0, kx1);
 }
 
@@ -411,7 +694,7 @@ MCC_DW_INLINE void mcc_dw_fast(const mcc_conv_params *p, const int8_t *in, const
                 for (; ox < lo; ++ox, out += ch) {
                     const int32_t ix0 = ox * SW - p->pad_left;
                     mcc_dw_border(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, rq, out, KH, KW, 0, KH,
-                                  mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST);
+                                  mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST, FULL);
                 }
                 /* no bounds anywhere: the window is unrolled; the parameters from a local copy (the output's byte
                    stores could alias *p, which would reload its fields for every block) */
@@ -424,7 +707,7 @@ MCC_DW_INLINE void mcc_dw_fast(const mcc_conv_params *p, const int8_t *in, const
             for (; ox < p->out_w; ++ox, out += ch) {
                 const int32_t ix0 = ox * SW - p->pad_left;
                 mcc_dw_border(p, img, (iy0 * p->in_w + ix0) * ch, wq, bias, rq, out, KH, KW, ky0, ky1,
-                              mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST);
+                              mcc_dw_max(0, -ix0), mcc_dw_min(KW, p->in_w - ix0), FAST, FULL);
             }
         }
     }

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backends.c.emitters.compute import (
+    depthwise_fast_stream,
     depthwise_fast_variant,
     depthwise_fast_weights,
     depthwise_lines,
@@ -70,6 +71,24 @@ def test_weight_order():
     for got, block in ((depthwise_fast_weights(w), wide), (depthwise_fast_weights(w, narrow=True), narrow)):
         assert got.dtype == np.int32
         assert got.view(np.uint32).tolist() == block + rest
+
+
+def test_stream_order():
+    """The plain variant's speed-first stream: per block of four channels the doubled bias, the doubled weight pairs
+    and the requantization rows, then the channels left (weights, bias, requantization)."""
+    w = (np.arange(2 * 2 * 6) - 12).astype(np.int8).reshape(1, 2, 2, 6)
+    bias = np.array([5, -7, 2**30, -(2**30) - 3, 11, -13], np.int32)  # doubling wraps like the C sum
+    folded = np.arange(18, dtype=np.int32).reshape(6, 3) * 1000 - 7000
+    got = depthwise_fast_stream(w, bias, folded).view(np.uint32).tolist()
+    wide2 = depthwise_fast_weights(w, doubled=True).view(np.uint32).tolist()
+    assert wide2 == depthwise_fast_weights(w.astype(np.int16) * 2).view(np.uint32).tolist()
+
+    def u(v: int) -> int:
+        return int(v) & 0xFFFFFFFF
+
+    block = [u(2 * int(b)) for b in bias[:4]] + wide2[:8] + [u(v) for v in folded[:4].reshape(-1)]
+    tail = wide2[8:] + [u(2 * int(b)) for b in bias[4:]] + [u(v) for v in folded[4:].reshape(-1)]
+    assert got == block + tail
 
 
 @pytest.mark.parametrize("k, s, mult, dil, wzp, want", [
@@ -175,6 +194,49 @@ def test_dsp_path_on_emulated_cortex_m(tmp_path, target, opt):
     x = rng.integers(-128, 128, (3, *g.inputs[0].type.shape)).astype(np.int8)
     res = emulate(out, report, target, opt, [x])
     for i in range(3):
+        np.testing.assert_array_equal(res.outputs[0][i].reshape(v.type.shape), run(g, [x[i]])[0])
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="QEMU or the Arm toolchain is not installed")
+@pytest.mark.parametrize("c", [12, 7])
+def test_raster_3x3_asm_blocks_on_emulated_cortex_m7(tmp_path, c):
+    """The 3x3 raster kernels' asm paths on Armv7E-M (mcc_depthwise.c: the interior pixel's whole block with the
+    plain variant's stream and the whole int8 clamp, the compile-time border windows, the clamped requantization,
+    the _any variant's tables) equal the interpreter: strides 1 and 2, even and odd sizes, paddings (0, 0, 1, 1),
+    (1, 1, 1, 1) and none, several blocks of four channels, or one and three channels left."""
+    pytest.importorskip("elftools")
+    from backends.cortexm.emulate import emulate
+    from compiler.driver import LoadedModel, compile_graph, split_io
+    from compiler.targets import get_target
+
+    g = Graph("dw3")
+    rng = np.random.default_rng(c)
+    v = g.add_input(q8((1, 18, 17, c), 0.05, -128), "x")
+    layers = [(2, (0, 0, 1, 1), {}), (1, (1, 1, 1, 1), {"act_min": 0.0, "act_max": 6.0}), (2, (1, 1, 1, 1), {}),
+              (1, (0, 0, 0, 0), {}), (1, (1, 1, 1, 1), {})]
+    for i, (s, pads, act) in enumerate(layers):
+        _, hh, ww, _ = v.type.shape
+        q = QuantParams.per_channel(list(rng.uniform(0.002, 0.05, c)), [0] * c, 3)
+        wt = const(g, rng.integers(-128, 128, (1, 3, 3, c)), TensorType((1, 3, 3, c), DType.INT8, q), f"w{i}")
+        b = const(g, rng.integers(-9000, 9000, c), TensorType((c,), DType.INT32), f"b{i}")
+        oh, ow = conv_out_size(hh, 3, s, 1, pads[0], pads[2]), conv_out_size(ww, 3, s, 1, pads[1], pads[3])
+        scale = 0.002 if i == 4 else 0.05  # the last layer: multipliers above 1 for some channels (_any)
+        v = g.create("nn.depthwise_conv2d", [v, wt, b], [q8((1, oh, ow, c), scale, -128 if i != 1 else 5)],
+                     {"strides": (s, s), "pads": pads, **act}, [f"y{i}"]).result
+    g.outputs = [v]
+    verify(g)
+    assert all(depthwise_fast_variant(op) for op in _dw_ops(g))
+    model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), (g.inputs[0].type.shape,), (v.type.shape,))
+    ins, outs = split_io(g, model)
+    out = tmp_path / "c"
+    report = compile_graph(g, out, name="dw3", target=get_target("cortex-m7"), ins=ins, outs=outs, source="test",
+                           opt_level=0, pipeline="")
+    text = (out / "dw3.c").read_text()
+    assert "mcc_depthwise_conv2d_s8_k3s2(" in text and "mcc_depthwise_conv2d_s8_k3s1_any(" in text
+    x = rng.integers(-128, 128, (2, *g.inputs[0].type.shape)).astype(np.int8)
+    res = emulate(out, report, "cortex-m7", "O3", [x])
+    for i in range(2):
         np.testing.assert_array_equal(res.outputs[0][i].reshape(v.type.shape), run(g, [x[i]])[0])
 
 

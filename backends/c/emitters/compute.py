@@ -112,27 +112,25 @@ def depthwise_conv2d(op: Op, ctx: LowerContext) -> None:
         raise UnsupportedOpError(f"{op.label}: the bias must be a constant")
     bias_np = np.zeros(oc, np.int32) if bias_v is None else np.asarray(bias_v, dtype=np.int32)
     rq = depthwise_requant(op, wnp, bias_np, -xzp)
-    if not depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp)):
+    fast = depthwise_zp_folds(rq, yzp, depthwise_acc_bound(wnp, bias_np, -xzp))
+    if not fast:
         variant += "_any"
-    # equal packed weights (and requantization) are emitted once: the patch stage's tiles of a layer share them
-    cache: dict[tuple[object, ...], str] = ctx.__dict__.setdefault("_dw_symbols", {})
-    wkey = ("w", wnp.shape, wnp.tobytes())
     small = _dw_small_requant(op, wnp, bias_np, xzp, yzp)  # a size-first build's table, for both variants
-    if wkey not in cache:
-        cache[wkey] = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False),
-                                 (NARROW, depthwise_fast_weights(wnp, narrow=True)))
-    bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
-    if variant.endswith("_any"):
-        rq_sym = ctx.table("requant", rq, small)
-    else:  # every rounding half is 2^(shift-1): the output zero point folds into it, and a size-first build
-        # keeps {multiplier, shift} only (it adds the zero point)
+    narrow_w = depthwise_fast_weights(wnp, narrow=True)
+    # (equal derived arrays are emitted once: the patch stage's tiles of a layer share them)
+    if fast:  # the speed-first plain variant reads one stream (its bias and rq arguments are placeholders there);
+        # the byte layout (MCC_GEMM_NARROW) keeps the bias, the byte weights and {multiplier, shift}
         folded = depthwise_fold_zero_point(rq, yzp)
-        rkey = ("rq", folded.shape, folded.tobytes(), small.tobytes())
-        if rkey not in cache:
-            cache[rkey] = ctx.weight(w, folded, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)), small)
-        rq_sym = cache[rkey]
+        wsym = ctx.weight(w, depthwise_fast_stream(wnp, bias_np, folded), (NARROW, narrow_w))
+        placeholder = np.zeros(1, np.int32)
+        bias = ctx.weight(op.operands[2] if len(op.operands) > 2 else w, placeholder, (NARROW, bias_np))
+        rq_sym = ctx.weight(w, placeholder, (NARROW, rq.reshape(-1, 3)[:, :2].reshape(-1)), small)
+    else:
+        wsym = ctx.weight(w, depthwise_fast_weights(wnp, narrow=False), (NARROW, narrow_w))
+        bias = _bias(op, ctx) if len(op.operands) > 2 else ctx.table("bias", bias_np)
+        rq_sym = ctx.table("requant", rq, small)
     params = ctx.params("mcc_dw_fast_params", DW_SPEED_ONLY, **fields)
-    ctx.call(variant, [params, ctx.cact(x), cache[wkey], bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
+    ctx.call(variant, [params, ctx.cact(x), wsym, bias, rq_sym, ctx.act(y)], "mcc_depthwise.c")
 
 
 DW_SPEED_ONLY = ("out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "groups", "depth_multiplier",
@@ -332,12 +330,31 @@ def depthwise_fold_zero_point(rq: np.ndarray, zp: int) -> np.ndarray:
     return t.astype(np.int32).reshape(rq.shape)
 
 
-def depthwise_fast_weights(w: np.ndarray, narrow: bool = False) -> np.ndarray:
+def depthwise_fast_stream(w: np.ndarray, bias: np.ndarray, folded: np.ndarray) -> np.ndarray:
+    """The plain specialised kernel's speed-first table (``runtime_c/mcc_depthwise.c``, ``MCC_DW_STREAM``), int32
+    words: per block of four channels c..c+3 the doubled bias (4 words), the doubled weight pairs of
+    :func:`depthwise_fast_weights` (2 per tap) and the requantization rows ``folded`` (zero point in the rounding
+    half, :func:`depthwise_fold_zero_point`; 3 words per channel); then, for the ``C mod 4`` channels left, their
+    doubled weights (one word per [tap][channel]), doubled bias and requantization rows. Doubled: the kernel sums the
+    doubled accumulator SMMLAR takes, exact as the fast form has |accumulator| < 2^30 (:func:`depthwise_requant`)."""
+    c = w.shape[-1]
+    blocks, taps = c // 4, int(np.prod(w.shape[:-1]))
+    wwords = depthwise_fast_weights(w, doubled=True).astype(np.int64)
+    b2 = (2 * np.asarray(bias, np.int64)) & 0xFFFFFFFF
+    rqr = np.asarray(folded, np.int64).reshape(c, 3) & 0xFFFFFFFF
+    head = np.concatenate([b2[:4 * blocks].reshape(blocks, 4), wwords[:blocks * 2 * taps].reshape(blocks, 2 * taps),
+                           rqr[:4 * blocks].reshape(blocks, 12)], axis=1).reshape(-1)
+    tail = np.concatenate([wwords[blocks * 2 * taps:], b2[4 * blocks:], rqr[4 * blocks:].reshape(-1)])
+    return (np.concatenate([head, tail]) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+def depthwise_fast_weights(w: np.ndarray, narrow: bool = False, doubled: bool = False) -> np.ndarray:
     """Depthwise weights [1, KH, KW, C] as the specialised kernels read them (``runtime_c/mcc_depthwise.c``), int32
     words: per block of four channels c..c+3 and per tap, the 16-bit pairs ``(w[c], w[c+2])``, ``(w[c+1], w[c+3])``
     (low half first), or with ``narrow`` one word of the four bytes ``w[c..c+3]``; then one word per [tap][channel]
-    for the ``C mod 4`` channels left."""
-    taps = w.reshape(-1, w.shape[-1]).astype(np.int64)
+    for the ``C mod 4`` channels left. With ``doubled`` (for :func:`depthwise_fast_stream`) every weight is
+    doubled."""
+    taps = w.reshape(-1, w.shape[-1]).astype(np.int64) * (2 if doubled and not narrow else 1)
     blocks = taps.shape[1] // 4
     full = taps[:, :blocks * 4].reshape(taps.shape[0], blocks, 4).transpose(1, 0, 2)  # [block, tap, 4]
     if narrow:
