@@ -1,0 +1,65 @@
+"""The test session's compile cache (tests/cc_cache.py): a hit only for the same compiler, flags and preprocessed
+source; failing or warning compiles are never stored; links and other invocations run the compiler unchanged."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cc_cache import cacheable
+
+WRAPPER = Path(__file__).resolve().parent / "cc_cache.py"
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
+
+
+def test_only_a_one_file_compile_to_an_object_is_cacheable():
+    assert cacheable(["-O2", "-I", "inc", "-c", "a.c", "-o", "b/a.o"]) == ("b/a.o", ["-O2", "-I", "inc", "-c", "a.c"])
+    assert cacheable(["-O2", "a.o", "b.o", "-o", "run"]) is None  # a link
+    assert cacheable(["-c", "a.c", "b.c", "-o", "x.o"]) is None
+    assert cacheable(["-c", "a.c", "-o", "a.o", "-fstack-usage"]) is None  # writes a.su too
+    assert cacheable(["-c", "a.c", "-o", "a.o", "-MMD"]) is None
+    assert cacheable(["-shared", "-fPIC", "-o", "p.so", "p.c"]) is None
+
+
+def _cc(cache: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MCC_TEST_CC_CACHE": str(cache), "MCC_TEST_CC_REAL": "cc"}
+    return subprocess.run([sys.executable, str(WRAPPER), *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def _log(cache: Path) -> list[str]:
+    return [line.split()[0] for line in (cache / "log").read_text().splitlines()]
+
+
+def test_hits_are_identical_and_every_change_is_a_miss(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "k.h").write_text("#define K 3\n")
+        (d / "k.c").write_text('#include "k.h"\nint k(int x) { return x * K; }\n')
+    flags = ["-std=c99", "-Wall", "-Werror", "-O2", "-g", "-c", "k.c", "-o", "k.o"]
+    assert _cc(cache, a, *flags).returncode == 0
+    assert _cc(cache, b, *flags).returncode == 0  # another directory, same translation unit
+    assert (a / "k.o").read_bytes() == (b / "k.o").read_bytes()
+    assert _log(cache) == ["miss", "hit"]
+    (b / "k.h").write_text("#define K 4\n")  # a header changes
+    assert _cc(cache, b, *flags).returncode == 0
+    assert _cc(cache, b, *flags[:3], "-O1", *flags[4:]).returncode == 0  # a flag changes
+    assert _log(cache) == ["miss", "hit", "miss", "miss"]
+    assert (a / "k.o").read_bytes() != (b / "k.o").read_bytes()
+
+
+def test_a_warning_under_werror_fails_every_time(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (tmp_path / "w.c").write_text("int f(int x) { int unused; return x; }\n")
+    for _ in range(2):
+        r = _cc(cache, tmp_path, "-Wall", "-Werror", "-c", "w.c", "-o", "w.o")
+        assert r.returncode != 0 and "unused" in r.stderr
+    assert _log(cache) == ["miss", "miss"] and not list(cache.glob("*.o"))
