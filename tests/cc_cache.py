@@ -1,22 +1,27 @@
-"""A compile cache for one test session: the ``CC`` of the generated projects' host builds (set in conftest.py).
+"""A compile cache for one test session, in front of the host ``cc`` and ``arm-none-eabi-gcc`` (set up in conftest.py).
 
 Hundreds of tests build a generated project, and each project carries verbatim copies of the runtime kernels
 (``mcc_gemm.c`` alone takes seconds to compile, tens of seconds with the sanitizers), so most of a test run used to
 be gcc compiling the same kernel with the same flags again. This wrapper compiles each distinct translation unit
-once per session and copies the object for every later identical compile.
+once per session and copies the result for every later identical compile.
 
 An invocation is cached only when it compiles one ``.c`` file into one object (``-c SRC.c -o OUT.o``) and writes no
-other file (no ``-M*``, ``-fstack-usage``, ``-save-temps`` ...). Its key is the real compiler (path, size, mtime),
-every argument except the output path, and the *preprocessed* translation unit, so any change to the source, to a
-header it includes or to a flag is a miss. Everything else (links, the QEMU plugin's build) runs the real compiler
-unchanged. A compile that fails, or prints anything, is never stored: a warning under ``-Werror`` fails again
-every time. A hit's object is byte-identical to what the compiler produced for the same translation unit; with
-``-g`` (the sanitizer builds) its debug info names the directory of the project that compiled it first, which only
-changes the paths a sanitizer report would print.
+other file than the object and, with ``-fstack-usage`` / ``-fcallgraph-info``, the ``OUT.su`` / ``OUT.ci`` next to it
+(the emulation builds read those for the stack bound). Its key is the real compiler (path, size, mtime), every
+argument except the output path, and the *preprocessed* translation unit, so any change to the source, to a header
+it includes or to a flag is a miss. Where the source is named by an absolute path (the emulation builds), its
+directory is replaced by a placeholder in the key and in the stored ``.su``/``.ci`` text, and put back on a hit, so
+two projects with the same kernel share it. Everything else (links, ``-dumpfullversion``, the QEMU plugin's build)
+runs the real compiler unchanged. A compile that fails, or prints anything, is never stored: a warning under
+``-Werror`` fails again every time.
 
-Environment: ``MCC_TEST_CC_REAL`` the compiler to run (default ``cc``), ``MCC_TEST_CC_CACHE`` the cache directory
-(without it every call goes straight to the compiler). The cache lives for one pytest run (conftest.py creates and
-removes it), so a fresh clone compiles every kernel at least once.
+A hit's object is byte-identical to what the compiler produced for the same translation unit elsewhere; the only
+difference from compiling it again is where a path is embedded in the object (the ELF file symbol, ``-g`` debug
+info): it names the first project's directory, which changes at most the paths a sanitizer report would print.
+
+Environment: ``MCC_TEST_CC_REAL`` the compiler to run (an absolute path; default ``cc``), ``MCC_TEST_CC_CACHE``
+the cache directory (without it every call goes straight to the compiler). The cache lives for one pytest run, so a
+fresh clone compiles every kernel at least once.
 """
 
 from __future__ import annotations
@@ -32,13 +37,32 @@ import time
 TAKES_VALUE = {"-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter"}
 """Options whose value is the next argument."""
 
-WRITES_MORE = ("-M", "-fstack-usage", "-fcallgraph-info", "-save-temps", "-fdump-", "--coverage", "-ftest-coverage",
-               "-fprofile-", "-gsplit-dwarf", "-E", "-S", "-Wp,", "-x", "@", "-flto")
-"""Options that make gcc write other files than the object, or do something other than compile C to an object."""
+WRITES_MORE = ("-M", "-save-temps", "-fdump-", "--coverage", "-ftest-coverage", "-fprofile-", "-gsplit-dwarf", "-E",
+               "-S", "-Wp,", "-x", "@", "-flto", "-fcallgraph-info=da")
+"""Options that make gcc write other files than those handled, or do something other than compile C to an object."""
+
+AUX = {"-fstack-usage": ".su", "-fcallgraph-info": ".ci"}
+"""Options that write a text file next to the object, and its suffix."""
+
+PLACEHOLDER = "@MCC_TEST_SRCDIR@"
 
 
-def cacheable(args: list[str]) -> tuple[str, list[str]] | None:
-    """``(output, args without "-o OUTPUT")`` for a plain one-file compile to an object, else None."""
+class Plan:
+    """A cacheable compile: the object, the arguments without ``-o OUT``, the source's directory, the aux files."""
+
+    def __init__(self, out: str, rest: list[str], source: str) -> None:
+        self.out, self.rest = out, rest
+        self.srcdir = os.path.dirname(source) if os.path.isabs(source) else ""
+        stem = out[:-2]
+        self.aux = sorted({stem + suffix for a in rest for opt, suffix in AUX.items()
+                           if a == opt or a.startswith(opt + "=")})
+
+    def normal(self, text: str) -> str:
+        return text.replace(self.srcdir, PLACEHOLDER) if self.srcdir else text
+
+
+def cacheable(args: list[str]) -> Plan | None:
+    """The plan of a one-file compile to an object that writes nothing else we cannot cache, else None."""
     if args.count("-c") != 1 or args.count("-o") != 1:
         return None
     i = args.index("-o")
@@ -57,62 +81,86 @@ def cacheable(args: list[str]) -> tuple[str, list[str]] | None:
             sources.append(a)
     if len(sources) != 1 or not sources[0].endswith(".c") or not out.endswith(".o"):
         return None
-    return out, rest
+    return Plan(out, rest, sources[0])
 
 
-def _key(real: str, rest: list[str]) -> str | None:
+def _key(real: str, plan: Plan) -> str | None:
     """The cache key, or None when the preprocessor fails (the real compile then reports the error)."""
     exe = shutil.which(real)
     if exe is None:
         return None
     st = os.stat(exe)
     # -fno-working-directory: with -g, gcc records the current directory in the preprocessed output; leave it out
-    pre = subprocess.run([exe, *[a for a in rest if a != "-c"], "-E", "-fno-working-directory"], capture_output=True)
+    pre = subprocess.run([exe, *[a for a in plan.rest if a != "-c" and not a.startswith(tuple(AUX))], "-E",
+                          "-fno-working-directory"], capture_output=True)
     if pre.returncode != 0:
         return None
     h = hashlib.sha256()
-    for part in (os.path.realpath(exe), str(st.st_size), str(st.st_mtime_ns), *rest):
+    for part in (os.path.realpath(exe), str(st.st_size), str(st.st_mtime_ns), *map(plan.normal, plan.rest)):
         h.update(part.encode() + b"\0")
-    h.update(pre.stdout)
+    h.update(pre.stdout.replace(plan.srcdir.encode(), PLACEHOLDER.encode()) if plan.srcdir else pre.stdout)
     return h.hexdigest()
 
 
-def _copy_atomically(src: str, dst: str) -> None:
+def _write_atomically(dst: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst) or ".", suffix=".tmp")
-    os.close(fd)
     try:
-        shutil.copyfile(src, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, dst)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
+def _restore(entry: str, plan: Plan) -> bool:
+    """Copy a stored compile to the plan's outputs; False when the entry is missing or incomplete."""
+    stored = [entry + ".o", *(f"{entry}.{k}{os.path.splitext(a)[1]}" for k, a in enumerate(plan.aux))]
+    if not all(os.path.isfile(s) for s in stored):
+        return False
+    with open(stored[0], "rb") as f:
+        _write_atomically(plan.out, f.read())
+    for src, dst in zip(stored[1:], plan.aux, strict=True):
+        with open(src, encoding="utf-8") as f:
+            text = f.read()
+        _write_atomically(dst, (text.replace(PLACEHOLDER, plan.srcdir) if plan.srcdir else text).encode())
+    return True
+
+
+def _store(entry: str, plan: Plan) -> None:
+    """Store a successful compile's outputs (the aux files with the source directory replaced by the placeholder)."""
+    if not all(os.path.isfile(a) for a in plan.aux):
+        return
+    for k, a in enumerate(plan.aux):
+        with open(a, encoding="utf-8") as f:
+            _write_atomically(f"{entry}.{k}{os.path.splitext(a)[1]}", plan.normal(f.read()).encode())
+    with open(plan.out, "rb") as f:
+        _write_atomically(entry + ".o", f.read())  # last: the object's presence marks a complete entry
+
+
 def main(args: list[str]) -> int:
     real = os.environ.get("MCC_TEST_CC_REAL") or "cc"
     cache = os.environ.get("MCC_TEST_CC_CACHE")
     plan = cacheable(args) if cache and os.path.isdir(cache) else None
-    key = _key(real, plan[1]) if plan else None
+    key = _key(real, plan) if plan else None
     if plan is None or key is None or cache is None:
         os.execvp(real, [real, *args])
-    out = plan[0]
-    hit = os.path.join(cache, key + ".o")
-    if os.path.isfile(hit):
-        _copy_atomically(hit, out)
-        _log(cache, "hit", out, 0.0)
+    entry = os.path.join(cache, key)
+    if _restore(entry, plan):
+        _log(cache, "hit", plan.out, 0.0)
         return 0
     t0 = time.monotonic()
     r = subprocess.run([real, *args], capture_output=True)
     sys.stdout.buffer.write(r.stdout)
     sys.stderr.buffer.write(r.stderr)
     if r.returncode == 0 and not r.stdout and not r.stderr:
-        _copy_atomically(out, hit)
-    _log(cache, "miss", out, time.monotonic() - t0)
+        _store(entry, plan)
+    _log(cache, "miss", plan.out, time.monotonic() - t0)
     return r.returncode
 
 
 def _log(cache: str, what: str, out: str, seconds: float) -> None:
-    """One line per cached-or-cacheable compile in ``CACHE/log`` (the session's hit rate: ``sort | uniq -c``)."""
+    """One line per cacheable compile in ``CACHE/log`` (hit rate: ``cut -d' ' -f1 log | sort | uniq -c``)."""
     with open(os.path.join(cache, "log"), "a") as f:
         f.write(f"{what} {seconds:.2f} {os.path.basename(out)}\n")
 

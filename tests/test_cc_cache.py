@@ -18,11 +18,13 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C co
 
 
 def test_only_a_one_file_compile_to_an_object_is_cacheable():
-    assert cacheable(["-O2", "-I", "inc", "-c", "a.c", "-o", "b/a.o"]) == ("b/a.o", ["-O2", "-I", "inc", "-c", "a.c"])
+    plan = cacheable(["-O2", "-I", "inc", "-c", "a.c", "-o", "b/a.o"])
+    assert plan is not None and (plan.out, plan.rest, plan.aux) == ("b/a.o", ["-O2", "-I", "inc", "-c", "a.c"], [])
+    plan = cacheable(["-c", "/p/a.c", "-o", "/p/o/a.o", "-fstack-usage", "-fcallgraph-info=su"])
+    assert plan is not None and plan.srcdir == "/p" and plan.aux == ["/p/o/a.ci", "/p/o/a.su"]
     assert cacheable(["-O2", "a.o", "b.o", "-o", "run"]) is None  # a link
     assert cacheable(["-c", "a.c", "b.c", "-o", "x.o"]) is None
-    assert cacheable(["-c", "a.c", "-o", "a.o", "-fstack-usage"]) is None  # writes a.su too
-    assert cacheable(["-c", "a.c", "-o", "a.o", "-MMD"]) is None
+    assert cacheable(["-c", "a.c", "-o", "a.o", "-MMD"]) is None  # writes a.d too
     assert cacheable(["-shared", "-fPIC", "-o", "p.so", "p.c"]) is None
 
 
@@ -53,6 +55,21 @@ def test_hits_are_identical_and_every_change_is_a_miss(tmp_path):
     assert _cc(cache, b, *flags[:3], "-O1", *flags[4:]).returncode == 0  # a flag changes
     assert _log(cache) == ["miss", "hit", "miss", "miss"]
     assert (a / "k.o").read_bytes() != (b / "k.o").read_bytes()
+
+
+def test_stack_usage_files_name_their_own_project(tmp_path):
+    """Absolute sources (the emulation builds): the .su/.ci files of a hit name the directory of its own source."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for d in (tmp_path / "a", tmp_path / "b"):
+        d.mkdir()
+        (d / "k.c").write_text("static int g(int x) { return x + 1; }\nint k(int x) { return g(x) * 3; }\n")
+        r = _cc(cache, tmp_path, "-O0", "-fstack-usage", "-fcallgraph-info=su", "-c", str(d / "k.c"), "-o",
+                str(d / "k.o"))
+        assert r.returncode == 0, r.stderr
+        assert f"{d}/k.c" in (d / "k.su").read_text() and f"{d}/k.c" in (d / "k.ci").read_text()
+        assert str(tmp_path / "a") not in (d / "k.su").read_text().replace(f"{d}/", "")
+    assert _log(cache) == ["miss", "hit"]
 
 
 def test_a_warning_under_werror_fails_every_time(tmp_path):
