@@ -60,3 +60,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for cache in _OWNED:
         shutil.rmtree(cache, ignore_errors=True)
     _OWNED.clear()
+
+
+SLOW_FIRST = (
+    "tests/nas/test_search_cli.py::test_search_end_to_end_and_resume",
+    "tests/emulate/test_emulate.py::test_patched_and_streamed_mcunet",
+    "tests/test_patch_stage.py::test_automatic_choice_is_never_worse_than_per_layer",
+    "tests/test_models_onnx.py::test_generated_c_cross_compiles_warning_free",
+    "tests/nas/test_supernet.py::test_ddp_two_processes_match_one",
+    "tests/nas/test_cost_exact.py::",
+    "tests/emulate/test_emulate.py::test_vww_on_cortex_m7",
+    "tests/test_guard_and_analyze.py::test_guard_on_real_models",
+    "tests/test_models_tflite.py::",
+    "tests/test_models_onnx.py::",
+    "tests/emulate/",
+    "tests/backend/test_c_depthwise.py::test_dsp_path_on_emulated_cortex_m",
+    "tests/backend/test_c_depthwise.py::test_random_fast_depthwise",
+    "tests/test_compare.py::test_real_model_bit_exact_with_tflm_and_tvm",
+    "tests/test_analyze.py::test_real_model_table",
+)
+"""Node-id prefixes of the longest tests (measured with ``--durations``), longest first: pytest-xdist hands out tests
+in collection order, so a long test collected last would run alone at the end while the other worker idles. Only the
+order changes; a prefix that no longer matches costs nothing but the head start."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((k for k, p in enumerate(SLOW_FIRST) if item.nodeid.startswith(p)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
