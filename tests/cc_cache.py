@@ -12,8 +12,9 @@ argument except the output path, and the *preprocessed* translation unit, so any
 it includes or to a flag is a miss. Where the source is named by an absolute path (the emulation builds), its
 directory is replaced by a placeholder in the key and in the stored ``.su``/``.ci`` text, and put back on a hit, so
 two projects with the same kernel share it. Everything else (links, ``-dumpfullversion``, the QEMU plugin's build)
-runs the real compiler unchanged. A compile that fails, or prints anything, is never stored: a warning under
-``-Werror`` fails again every time.
+runs the real compiler unchanged. Compiles of one key are serialised (a lock file per key), so two xdist workers
+asking for the same kernel at once compile it once. A compile that fails, or prints anything, is never stored: a
+warning under ``-Werror`` fails again every time.
 
 A hit's object is byte-identical to what the compiler produced for the same translation unit elsewhere; the only
 difference from compiling it again is where a path is embedded in the object (the ELF file symbol, ``-g`` debug
@@ -26,6 +27,7 @@ fresh clone compiles every kernel at least once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -146,17 +148,20 @@ def main(args: list[str]) -> int:
     if plan is None or key is None or cache is None:
         os.execvp(real, [real, *args])
     entry = os.path.join(cache, key)
-    if _restore(entry, plan):
-        _log(cache, "hit", plan.out, 0.0)
-        return 0
-    t0 = time.monotonic()
-    r = subprocess.run([real, *args], capture_output=True)
-    sys.stdout.buffer.write(r.stdout)
-    sys.stderr.buffer.write(r.stderr)
-    if r.returncode == 0 and not r.stdout and not r.stderr:
-        _store(entry, plan)
-    _log(cache, "miss", plan.out, time.monotonic() - t0)
-    return r.returncode
+    # one compile per key: a second worker asking for the same translation unit waits for the first one's result
+    with open(entry + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _restore(entry, plan):
+            _log(cache, "hit", plan.out, 0.0)
+            return 0
+        t0 = time.monotonic()
+        r = subprocess.run([real, *args], capture_output=True)
+        sys.stdout.buffer.write(r.stdout)
+        sys.stderr.buffer.write(r.stderr)
+        if r.returncode == 0 and not r.stdout and not r.stderr:
+            _store(entry, plan)
+        _log(cache, "miss", plan.out, time.monotonic() - t0)
+        return r.returncode
 
 
 def _log(cache: str, what: str, out: str, seconds: float) -> None:

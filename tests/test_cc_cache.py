@@ -72,6 +72,20 @@ def test_stack_usage_files_name_their_own_project(tmp_path):
     assert _log(cache) == ["miss", "hit"]
 
 
+def test_two_workers_compiling_the_same_unit_at_once_compile_it_once(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = {**os.environ, "MCC_TEST_CC_CACHE": str(cache), "MCC_TEST_CC_REAL": "cc"}
+    procs = []
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "k.c").write_text("int k(int x) { return x * 3; }\n")
+        procs.append(subprocess.Popen([sys.executable, str(WRAPPER), "-O2", "-c", "k.c", "-o", "k.o"],
+                                      cwd=tmp_path / d, env=env))
+    assert [p.wait() for p in procs] == [0, 0]
+    assert sorted(_log(cache)) == ["hit", "miss"]
+
+
 def test_a_warning_under_werror_fails_every_time(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
