@@ -165,8 +165,6 @@ def test_dsp_path_on_emulated_cortex_m(tmp_path, target, opt):
     at the edge of the int8 range; at -Os with the size-first layouts (byte weights, two-word requantization)."""
     pytest.importorskip("elftools")
     from backends.cortexm.emulate import emulate
-    from compiler.driver import LoadedModel, compile_graph, split_io
-    from compiler.targets import get_target
 
     g = Graph("dws")
     rng = np.random.default_rng(5)
@@ -184,17 +182,25 @@ def test_dsp_path_on_emulated_cortex_m(tmp_path, target, opt):
     g.outputs = [v]
     verify(g)
     assert all(depthwise_fast_variant(op) for op in _dw_ops(g))
-    model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), (g.inputs[0].type.shape,), (v.type.shape,))
-    ins, outs = split_io(g, model)
     out = tmp_path / "c"
-    report = compile_graph(g, out, name="dws", target=get_target(target), ins=ins, outs=outs, source="test",
-                           opt_level=0, pipeline="")
-    text = (out / "dws.c").read_text()
+    report, text = _compile_planned(g, out, "dws", target)
     assert "mcc_depthwise_conv2d_s8_k5s1_any(" in text and "mcc_depthwise_conv2d_s8_k3s1(" in text
     x = rng.integers(-128, 128, (3, *g.inputs[0].type.shape)).astype(np.int8)
     res = emulate(out, report, target, opt, [x])
     for i in range(3):
         np.testing.assert_array_equal(res.outputs[0][i].reshape(v.type.shape), run(g, [x[i]])[0])
+
+
+def _compile_planned(g, out, name, target):
+    """Compile a graph of one NHWC input and output as it stands (no passes) for ``target``: (report, NAME.c)."""
+    from compiler.driver import LoadedModel, compile_graph, split_io
+    from compiler.targets import get_target
+
+    model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), (g.inputs[0].type.shape,), (g.outputs[0].type.shape,))
+    ins, outs = split_io(g, model)
+    report = compile_graph(g, out, name=name, target=get_target(target), ins=ins, outs=outs, source="test",
+                           opt_level=0, pipeline="")
+    return report, (out / f"{name}.c").read_text()
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
@@ -207,8 +213,6 @@ def test_raster_3x3_asm_blocks_on_emulated_cortex_m7(tmp_path, c):
     (1, 1, 1, 1) and none, several blocks of four channels, or one and three channels left."""
     pytest.importorskip("elftools")
     from backends.cortexm.emulate import emulate
-    from compiler.driver import LoadedModel, compile_graph, split_io
-    from compiler.targets import get_target
 
     g = Graph("dw3")
     rng = np.random.default_rng(c)
@@ -227,12 +231,8 @@ def test_raster_3x3_asm_blocks_on_emulated_cortex_m7(tmp_path, c):
     g.outputs = [v]
     verify(g)
     assert all(depthwise_fast_variant(op) for op in _dw_ops(g))
-    model = LoadedModel(g, ((0, 1, 2, 3),), ((0, 1, 2, 3),), (g.inputs[0].type.shape,), (v.type.shape,))
-    ins, outs = split_io(g, model)
     out = tmp_path / "c"
-    report = compile_graph(g, out, name="dw3", target=get_target("cortex-m7"), ins=ins, outs=outs, source="test",
-                           opt_level=0, pipeline="")
-    text = (out / "dw3.c").read_text()
+    report, text = _compile_planned(g, out, "dw3", "cortex-m7")
     assert "mcc_depthwise_conv2d_s8_k3s2(" in text and "mcc_depthwise_conv2d_s8_k3s1_any(" in text
     x = rng.integers(-128, 128, (2, *g.inputs[0].type.shape)).astype(np.int8)
     res = emulate(out, report, "cortex-m7", "O3", [x])

@@ -258,6 +258,48 @@ def test_row_split_columns_match_the_interpreter(tmp_path, kh, kw, ci, stride, d
     assert_c_matches_interpreter(g, tmp_path, n=4, sanitize=True)
 
 
+def _need_emulator():
+    """Skip unless QEMU, the cross compiler and pyelftools are there (the emulated tests below need all three)."""
+    import shutil
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
+    pytest.importorskip("elftools", reason="pyelftools is not installed")
+
+
+def _conv_weights(g, rng, co, kh, kw, ci):
+    """Random per-channel int8 weights [co, kh, kw, ci] (scales 0.002-0.01) and an int32 bias for an input scale
+    of 0.02."""
+    scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
+    w = const(g, rng.integers(-127, 128, (co, kh, kw, ci)).astype(np.int8),
+              TensorType((co, kh, kw, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
+    b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
+              TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+    return w, b
+
+
+def _gemm_shapes(project):
+    """The fixed-shape keys the project's mcc_gemm.c lists in its first line (``MCC_GEMM_SHAPES``)."""
+    head = (project / "mcc_gemm.c").read_text().split("\n", 2)[1]
+    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
+    return {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+
+
+def _assert_m7_equals_interpreter(g, project, report, seed, opt="O3"):
+    """Three random samples on the emulated Cortex-M7 build of ``project``: every output bit-identical to the host
+    build and to the interpreter."""
+    from backends.cortexm.emulate import emulate
+    from compiler.emulate_cmd import random_c_batches
+    from compiler.interpreter import run
+
+    batches = random_c_batches(report, 3, seed=seed)
+    res = emulate(project, report, "cortex-m7", opt, batches)
+    assert res.host_identical is True
+    for k in range(3):
+        for j, want in enumerate(run(g, [batches[0][k]])):
+            np.testing.assert_array_equal(res.outputs[j][k], want, err_msg=f"sample {k} output {j}")
+
+
 @pytest.mark.parametrize("opt", ["O3", "Os"])
 def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
     """The Cortex-M7 paths on QEMU equal the interpreter bit for bit: at -O3 a row-split first layer and the fast
@@ -265,14 +307,7 @@ def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
     (byte_column); at -Os the byte layout, whose weights keep window order for the row-split layer. A 3x3 stride-2
     conv of 3 channels with padding on the bottom and right, a pointwise conv of 8 channels, a 3x3 conv of 16
     channels on its input bytes."""
-    import shutil
-
-    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
-    pytest.importorskip("elftools", reason="pyelftools is not installed")
-    from backends.cortexm.emulate import emulate
-    from compiler.emulate_cmd import random_c_batches
-    from compiler.interpreter import run
+    _need_emulator()
     from tests.backend.harness import compile_to_c
 
     rng = np.random.default_rng(11)
@@ -281,11 +316,7 @@ def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
     h = x
     for i, (k, ci, co, s, p) in enumerate([(3, 3, 8, 2, (0, 0, 1, 1)), (1, 8, 16, 1, (0, 0, 0, 0)),
                                            (3, 16, 8, 1, (1, 1, 1, 1))]):
-        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
-        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
-                  TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
-        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
-                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        w, b = _conv_weights(g, rng, co, k, k, ci)
         hw = (h.type.shape[1] + p[0] + p[2] - k) // s + 1, (h.type.shape[2] + p[1] + p[3] - k) // s + 1
         attrs = {"pads": p, "strides": (s, s), "byte_column": i == 2}  # the last one on raw input bytes
         h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, -128 + 7 * i)], attrs, [f"y{i}"]).result
@@ -294,11 +325,7 @@ def test_dsp_paths_on_emulated_cortex_m7_match_the_interpreter(tmp_path, opt):
     report = compile_to_c(g, tmp_path / "c")
     params = (tmp_path / "c" / "t.c").read_text()
     assert all(f".column = {c}," in params for c in (1, 2)) and ".rq_fast = 2," in params  # the paths under test
-    batches = random_c_batches(report, 3, seed=2)
-    res = emulate(tmp_path / "c", report, "cortex-m7", opt, batches)
-    assert res.host_identical is True
-    for k in range(3):
-        np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")
+    _assert_m7_equals_interpreter(g, tmp_path / "c", report, seed=2, opt=opt)
 
 
 def test_fixed_shape_instances_on_emulated_cortex_m7_match_the_interpreter(tmp_path):
@@ -307,14 +334,7 @@ def test_fixed_shape_instances_on_emulated_cortex_m7_match_the_interpreter(tmp_p
     padded), a strided 1x1 conv read in place, an 8-deep pixel unpacked into registers, a window of 72 groups (the
     loop of eight groups), a byte column. The generated file must list every one of them (else the generic code
     would run and the test would prove nothing)."""
-    import shutil
-
-    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
-    pytest.importorskip("elftools", reason="pyelftools is not installed")
-    from backends.cortexm.emulate import emulate
-    from compiler.emulate_cmd import random_c_batches
-    from compiler.interpreter import run
+    _need_emulator()
     from tests.backend.harness import compile_to_c
 
     rng = np.random.default_rng(5)
@@ -325,30 +345,20 @@ def test_fixed_shape_instances_on_emulated_cortex_m7_match_the_interpreter(tmp_p
               (1, 8, 32, 1, (0, 0, 0, 0), False), (3, 32, 8, 1, (1, 1, 1, 1), False),
               (3, 8, 12, 1, (1, 0, 1, 1), True)]
     for i, (k, ci, co, s, p, byte_column) in enumerate(layers):
-        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
-        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
-                  TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
-        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
-                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        w, b = _conv_weights(g, rng, co, k, k, ci)
         hw = (h.type.shape[1] + p[0] + p[2] - k) // s + 1, (h.type.shape[2] + p[1] + p[3] - k) // s + 1
         attrs = {"pads": p, "strides": (s, s), "byte_column": byte_column}
         h = g.create("nn.conv2d", [h, w, b], [_t8((1, *hw, co), 0.05, -128 + 9 * i)], attrs, [f"y{i}"]).result
     g.outputs = [h]
     verify(g)
     report = compile_to_c(g, tmp_path / "c")
-    head = (tmp_path / "c" / "mcc_gemm.c").read_text().split("\n", 2)[1]
-    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
-    keys = {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+    keys = _gemm_shapes(tmp_path / "c")
     # (groups, out_c, k_h, k_w, in_c); the planner may give any layer the byte column: both kinds must run
     assert {(k[0], k[1], k[3], k[4], k[5]) for k in keys} == {
         (9, 16, 3, 3, 4), (4, 8, 0, 0, 0), (2, 32, 0, 0, 0), (72, 8, 3, 3, 32), (18, 12, 3, 3, 8)}, keys
     # column kinds: 0 int16 (the 4-channel window), 1 bytes, 2 window-column slots (the 32-channel window)
     assert {k[6] for k in keys} == {0, 1, 2} and all(k[2] == 1 for k in keys), keys
-    batches = random_c_batches(report, 3, seed=4)
-    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
-    assert res.host_identical is True
-    for k in range(3):
-        np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")
+    _assert_m7_equals_interpreter(g, tmp_path / "c", report, seed=4)
 
 
 def test_fixed_shape_row_split_instance_on_emulated_cortex_m7_matches_the_interpreter(tmp_path):
@@ -356,14 +366,7 @@ def test_fixed_shape_row_split_instance_on_emulated_cortex_m7_matches_the_interp
     channels, the shape of MLPerf VWW's first conv) as an instance of fixed shape on an -O3 Cortex-M7 build: interior
     windows with the tail group built in registers, border windows gathered by straight code (padding at the bottom
     and right as TFLite SAME with stride 2, and on every side with stride 1) equal the interpreter bit for bit."""
-    import shutil
-
-    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
-    pytest.importorskip("elftools", reason="pyelftools is not installed")
-    from backends.cortexm.emulate import emulate
-    from compiler.emulate_cmd import random_c_batches
-    from compiler.interpreter import run
+    _need_emulator()
     from tests.backend.harness import compile_to_c
 
     rng = np.random.default_rng(11)
@@ -372,11 +375,7 @@ def test_fixed_shape_row_split_instance_on_emulated_cortex_m7_matches_the_interp
     outs = []
     for i, (s, p) in enumerate([(2, (0, 0, 1, 1)), (1, (1, 1, 1, 1))]):
         co, k, ci = 8, 3, 3
-        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
-        w = const(g, rng.integers(-127, 128, (co, k, k, ci)).astype(np.int8),
-                  TensorType((co, k, k, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
-        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
-                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        w, b = _conv_weights(g, rng, co, k, k, ci)
         hw = (11 + p[0] + p[2] - k) // s + 1, (10 + p[1] + p[3] - k) // s + 1
         attrs = {"pads": p, "strides": (s, s), "byte_column": False}
         outs.append(g.create("nn.conv2d", [x, w, b], [_t8((1, *hw, co), 0.05, -128 + 9 * i)], attrs,
@@ -384,17 +383,10 @@ def test_fixed_shape_row_split_instance_on_emulated_cortex_m7_matches_the_interp
     g.outputs = outs
     verify(g)
     report = compile_to_c(g, tmp_path / "c")
-    head = (tmp_path / "c" / "mcc_gemm.c").read_text().split("\n", 2)[1]
-    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
-    keys = {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+    keys = _gemm_shapes(tmp_path / "c")
     assert any(k[0] == 7 and k[1] == 8 and k[3:] == (3, 3, 3, 0) for k in keys), keys
-    batches = random_c_batches(report, 3, seed=6)
-    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
-    assert res.host_identical is True
-    for k in range(3):
-        want = run(g, [batches[0][k]])
-        for j in range(2):
-            np.testing.assert_array_equal(res.outputs[j][k], want[j], err_msg=f"sample {k} output {j}")
+    assert len(g.outputs) == 2
+    _assert_m7_equals_interpreter(g, tmp_path / "c", report, seed=6)
 
 
 def test_fixed_shape_slots_and_interleaved_weights_on_emulated_cortex_m7_match_the_interpreter(tmp_path):
@@ -405,14 +397,7 @@ def test_fixed_shape_slots_and_interleaved_weights_on_emulated_cortex_m7_match_t
     with stride 2 expand their rows with LDM/STM and gather border windows pixel by pixel; a 5x3 window of 8 channels
     with stride 1 (slots of 40 taps, uneven padding); the zero point folded and not (a ReLU6 clamp keeps the generic
     code of one layer, whose tables are then the real ones). The generated file must list the slot instances."""
-    import shutil
-
-    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
-    pytest.importorskip("elftools", reason="pyelftools is not installed")
-    from backends.cortexm.emulate import emulate
-    from compiler.emulate_cmd import random_c_batches
-    from compiler.interpreter import run
+    _need_emulator()
     from tests.backend.harness import compile_to_c
 
     rng = np.random.default_rng(21)
@@ -424,11 +409,7 @@ def test_fixed_shape_slots_and_interleaved_weights_on_emulated_cortex_m7_match_t
               ((3, 3), 16, 12, 2, (0, 0, 1, 1)), ((1, 1), 12, 8, 1, (0, 0, 0, 0)), ((5, 3), 8, 16, 1, (2, 0, 2, 2)),
               ((3, 3), 16, 8, 1, (1, 1, 1, 1))]
     for i, ((kh, kw), ci, co, s, p) in enumerate(layers):
-        scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
-        w = const(g, rng.integers(-127, 128, (co, kh, kw, ci)).astype(np.int8),
-                  TensorType((co, kh, kw, ci), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
-        b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
-                  TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+        w, b = _conv_weights(g, rng, co, kh, kw, ci)
         hw = (h.type.shape[1] + p[0] + p[2] - kh) // s + 1, (h.type.shape[2] + p[1] + p[3] - kw) // s + 1
         attrs: dict = {"pads": p, "strides": (s, s), "byte_column": False}
         if i == 5:
@@ -438,18 +419,12 @@ def test_fixed_shape_slots_and_interleaved_weights_on_emulated_cortex_m7_match_t
     g.outputs = [h]
     verify(g)
     report = compile_to_c(g, tmp_path / "c")
-    head = (tmp_path / "c" / "mcc_gemm.c").read_text().split("\n", 2)[1]
-    assert head.startswith("#define MCC_GEMM_SHAPES(X) "), head
-    keys = {tuple(int(v) for v in m.split(", ")) for m in re.findall(r"X\(([0-9, ]+)\)", head)}
+    keys = _gemm_shapes(tmp_path / "c")
     assert {(k[0], k[1], *k[3:]) for k in keys} >= {(36, 16, 3, 3, 16, 2), (30, 16, 5, 3, 8, 2)}, keys  # slots
     assert any(k[3:] == (3, 3, 16, 0) and k[1] == 12 for k in keys), keys  # stride 2: rows expanded, not slots
     weights = (tmp_path / "c" / "t_weights.c").read_text()
     assert "defined(MCC_GEMM_FIXED_BUILD)" in weights  # the interleaved arrays
-    batches = random_c_batches(report, 3, seed=8)
-    res = emulate(tmp_path / "c", report, "cortex-m7", "O3", batches)
-    assert res.host_identical is True
-    for k in range(3):
-        np.testing.assert_array_equal(res.outputs[0][k], run(g, [batches[0][k]])[0], err_msg=f"sample {k}")
+    _assert_m7_equals_interpreter(g, tmp_path / "c", report, seed=8)
 
 
 def test_byte_layout_fallback_keeps_the_undoubled_bias(tmp_path):
@@ -467,11 +442,7 @@ def test_byte_layout_fallback_keeps_the_undoubled_bias(tmp_path):
     g = Graph("g")
     x = g.add_input(_t8((1, 6, 5, 16), 0.02, -3), "x")
     co = 8
-    scales = tuple(float(v) for v in rng.uniform(0.002, 0.01, co))
-    w = const(g, rng.integers(-127, 128, (co, 3, 3, 16)).astype(np.int8),
-              TensorType((co, 3, 3, 16), DType.INT8, QuantParams(scales, tuple([0] * co), 0)))
-    b = const(g, rng.integers(-3000, 3000, co).astype(np.int32),
-              TensorType((co,), DType.INT32, QuantParams(tuple(0.02 * v for v in scales), tuple([0] * co), 0)))
+    w, b = _conv_weights(g, rng, co, 3, 3, 16)
     y = g.create("nn.conv2d", [x, w, b], [_t8((1, 6, 5, co), 0.05, 4)], {"pads": (1, 1, 1, 1)}, ["y"]).result
     g.outputs = [y]
     verify(g)
