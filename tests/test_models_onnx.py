@@ -51,7 +51,7 @@ def test_generated_c_cross_compiles_warning_free(rel, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # float models without calibration data
         compile_model(path, tmp_path / "c", opt_level=3)
-    for target in ("cortex-m7", "cortex-m4"):
+    for target in ("cortex-m7", "cortex-m4", "cortex-m0plus"):  # M0+: the portable path, no DSP
         lib = build(tmp_path / "c", target=target, opt="-O2")  # -Wall -Wextra -Werror
         assert (lib / f"lib{model_name(path, None)}.a").is_file()
 
